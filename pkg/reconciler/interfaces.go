@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
 	"github.com/telegen-sonic/telegen-sonic/pkg/jobspec"
 )
 
@@ -41,6 +42,8 @@ type State interface {
 	UpdateRun(ctx context.Context, id string, fields map[string]string) error
 	// PutResult replaces TELEGEN_RESULT_TABLE|id. Idempotent.
 	PutResult(ctx context.Context, id string, fields map[string]string) error
+	// PatchResult merges fields into TELEGEN_RESULT_TABLE|id if it exists. Idempotent.
+	PatchResult(ctx context.Context, id string, fields map[string]string) error
 	// Prune keeps the records and results of at most keep finished jobs, dropping the oldest.
 	Prune(ctx context.Context, keep int) error
 }
@@ -62,23 +65,11 @@ type Run interface {
 	Interface() string
 	// MirrorSession is the MIRROR_SESSION the job owns, or "".
 	MirrorSession() string
-	// Counters reads the job's counters so far.
-	Counters() (Counters, error)
+	// Snapshot reads what the job has measured so far.
+	Snapshot() (aggregate.Snapshot, error)
 	// Close tears the job down. Idempotent.
 	Close() error
 }
-
-// Counters are a job's exact totals per direction.
-type Counters struct {
-	IngressPackets, IngressBytes uint64
-	EgressPackets, EgressBytes   uint64
-}
-
-// Packets is the total over both directions.
-func (c Counters) Packets() uint64 { return c.IngressPackets + c.EgressPackets }
-
-// Bytes is the total over both directions.
-func (c Counters) Bytes() uint64 { return c.IngressBytes + c.EgressBytes }
 
 // ReasonError is a failure with the exact STATE_DB reason to publish (e.g. "mirror_failed: …").
 type ReasonError struct {
@@ -110,6 +101,7 @@ type Options struct {
 	StatsInterval  time.Duration // live counters into STATE_DB (default 1 s)
 	SweepInterval  time.Duration // kernel orphan sweep (default 30 s)
 	OpTimeout      time.Duration // bound on one datapath call (default 10 s)
+	Exporter       Exporter      // where metrics go (default: nowhere)
 	Now            func() time.Time
 }
 
@@ -125,6 +117,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.OpTimeout <= 0 {
 		o.OpTimeout = 10 * time.Second
+	}
+	if o.Exporter == nil {
+		o.Exporter = nopExporter{}
 	}
 	if o.Now == nil {
 		o.Now = time.Now

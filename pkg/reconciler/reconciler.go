@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
 	"github.com/telegen-sonic/telegen-sonic/pkg/jobspec"
 )
 
@@ -35,9 +37,10 @@ type job struct {
 	expiresAt time.Time
 	endedAt   time.Time
 
-	counters    Counters // live while running, final once ended
-	totalsExact bool     // counters are the kernel's complete figures for the window
-	hasResult   bool     // the run produced figures worth a TELEGEN_RESULT_TABLE entry
+	snap        aggregate.Snapshot // live while running, final once ended
+	otelExport  map[string]any     // the result's otel_export as it stood at the end
+	totalsExact bool               // counters are the kernel's complete figures for the window
+	hasResult   bool               // the run produced figures worth a TELEGEN_RESULT_TABLE entry
 
 	begun         bool // this run's TELEGEN_JOB_TABLE record has been (re)created
 	dirty         bool // the record lags memory
@@ -67,6 +70,9 @@ type Reconciler struct {
 	failures map[string]int // consecutive reconcile errors per id, for backoff
 
 	crashed atomic.Bool // tests: exit as kill -9 would, leaving everything in place
+
+	patchMu sync.Mutex
+	patches []resultPatch // late result fields (final export outcome)
 }
 
 // New builds a reconciler. Nothing happens until Run.
@@ -129,6 +135,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		if r.needResync.Swap(false) {
 			r.resync(ctx)
 		}
+		r.applyPatches(ctx)
 		for ctx.Err() == nil {
 			id, ok := r.q.Pop()
 			if !ok {
@@ -283,6 +290,7 @@ func (r *Reconciler) start(ctx context.Context, j *job) {
 		return
 	}
 	j.run, j.status, j.dirty = run, jobspec.Running, true
+	r.opt.Exporter.Start(j.spec, run.Interface())
 	r.q.AddAfter(j.id, j.expiresAt.Sub(r.opt.Now()))
 	r.stamp(ctx, j)
 	r.log.Info("job running", "job", j.id, "port", j.spec.Port, "interface", run.Interface(),
@@ -365,11 +373,11 @@ func (r *Reconciler) finish(ctx context.Context, j *job, status jobspec.Status, 
 			_ = r.state.UpdateRun(ctx, j.id, map[string]string{jobspec.FieldStatus: string(jobspec.Stopping)})
 		}
 		run := j.run
-		var c Counters
-		if err := r.bounded(func() (err error) { c, err = run.Counters(); return err }); err != nil {
+		var snap aggregate.Snapshot
+		if err := r.bounded(func() (err error) { snap, err = run.Snapshot(); return err }); err != nil {
 			r.log.Warn("reading final counters failed", "job", j.id, "err", err)
 		} else {
-			j.counters, j.totalsExact = c, true
+			j.snap, j.totalsExact = snap, true
 		}
 		if err := r.bounded(run.Close); err != nil {
 			// The periodic sweep removes whatever the failed teardown left.
@@ -377,6 +385,10 @@ func (r *Reconciler) finish(ctx context.Context, j *job, status jobspec.Status, 
 		}
 		j.run = nil
 		j.hasResult = true
+		id := j.id
+		j.otelExport = r.opt.Exporter.End(id, j.snap, func(v map[string]any) {
+			r.patchResult(id, map[string]string{"otel_export": otelExportField(v)})
+		})
 	}
 	r.end(j, status, reason)
 }
@@ -396,13 +408,14 @@ func (r *Reconciler) refreshCounters(j *job) {
 	if j.run == nil {
 		return
 	}
-	c, err := j.run.Counters()
+	snap, err := j.run.Snapshot()
 	if err != nil {
 		r.log.Warn("reading counters failed", "job", j.id, "err", err)
 		return
 	}
-	j.counters, j.totalsExact = c, true
+	j.snap, j.totalsExact = snap, true
 	j.dirty = true
+	r.opt.Exporter.Update(j.id, snap)
 }
 
 // publishLive writes live counters of running jobs into STATE_DB.
@@ -486,8 +499,8 @@ func (r *Reconciler) recordFields(j *job) map[string]string {
 		jobspec.FieldStartedAt:     formatTime(j.startedAt),
 		jobspec.FieldExpiresAt:     formatTime(j.expiresAt),
 		jobspec.FieldFinishedAt:    "",
-		jobspec.FieldPacketsTotal:  strconv.FormatUint(j.counters.Packets(), 10),
-		jobspec.FieldBytesTotal:    strconv.FormatUint(j.counters.Bytes(), 10),
+		jobspec.FieldPacketsTotal:  strconv.FormatUint(j.snap.Packets(), 10),
+		jobspec.FieldBytesTotal:    strconv.FormatUint(j.snap.Bytes(), 10),
 		jobspec.FieldUpdatedAt:     formatTime(r.opt.Now()),
 	}
 	if j.slot >= 0 && j.phase != phaseEnded {
@@ -511,26 +524,25 @@ func (r *Reconciler) resultFields(j *job) map[string]string {
 	if j.status == jobspec.Done && !j.expiresAt.IsZero() && j.endedAt.After(j.expiresAt) {
 		window = j.expiresAt.Sub(j.startedAt) // the counters stopped with the window
 	}
-	sampleRate := j.spec.SampleRate
-	return map[string]string{
-		"status":          string(j.status),
-		"reason":          j.reason,
-		"port":            j.spec.Port,
-		"direction":       string(j.spec.Direction),
-		"span_method":     string(j.spec.SpanMethod),
-		"started_at":      formatTime(j.startedAt),
-		"finished_at":     formatTime(j.endedAt),
-		"window_sec":      strconv.FormatFloat(window.Seconds(), 'f', 3, 64),
-		"packets_total":   strconv.FormatUint(j.counters.Packets(), 10),
-		"bytes_total":     strconv.FormatUint(j.counters.Bytes(), 10),
-		"ingress_packets": strconv.FormatUint(j.counters.IngressPackets, 10),
-		"ingress_bytes":   strconv.FormatUint(j.counters.IngressBytes, 10),
-		"egress_packets":  strconv.FormatUint(j.counters.EgressPackets, 10),
-		"egress_bytes":    strconv.FormatUint(j.counters.EgressBytes, 10),
-		// Totals count every packet whatever the sample rate; sampling applies to per-flow work.
-		"sample_rate":  strconv.FormatUint(uint64(sampleRate), 10),
-		"totals_exact": strconv.FormatBool(j.totalsExact),
+	f := j.snap.Fields()
+	if j.snap.SampleRate == 0 {
+		f["sample_rate"] = strconv.FormatUint(uint64(j.spec.SampleRate), 10)
 	}
+	f["status"] = string(j.status)
+	f["reason"] = j.reason
+	f["port"] = j.spec.Port
+	f["direction"] = string(j.spec.Direction)
+	f["span_method"] = string(j.spec.SpanMethod)
+	f["started_at"] = formatTime(j.startedAt)
+	f["finished_at"] = formatTime(j.endedAt)
+	f["window_sec"] = strconv.FormatFloat(window.Seconds(), 'f', 3, 64)
+	// Totals count every matching packet whatever the sample rate; sampling applies to the
+	// per-flow, error-detail and latency work.
+	f["totals_exact"] = strconv.FormatBool(j.totalsExact)
+	if j.otelExport != nil {
+		f["otel_export"] = otelExportField(j.otelExport)
+	}
+	return f
 }
 
 func formatTime(t time.Time) string {
@@ -580,21 +592,29 @@ func (r *Reconciler) loadSettings(ctx context.Context) error {
 		r.log.Info("feature state changed", "enabled", enabled)
 	}
 	r.globals, r.enabled = g, enabled
+	r.opt.Exporter.Configure(g)
 	r.admitPending()
 	return nil
 }
 
-// sweep removes kernel state of ours that no running job owns.
+// sweep removes kernel state of ours that no running job owns. The keep set is a snapshot, so a
+// sweep abandoned by the timeout never reads the loop's memory.
 func (r *Reconciler) sweep(ctx context.Context) {
+	owned := make(map[string]bool)
+	for id, j := range r.jobs {
+		if j.run != nil {
+			owned[id] = true
+		}
+	}
 	err := r.bounded(func() error {
-		return r.dp.CleanUp(ctx, r.ownsKernelState)
+		return r.dp.CleanUp(ctx, func(id string) bool { return owned[id] })
 	})
 	if err != nil {
 		r.log.Warn("orphan sweep failed", "err", err)
 	}
 }
 
-// ownsKernelState is the keep predicate of the sweep. Read only from the loop goroutine.
+// ownsKernelState reports whether a job in memory has kernel state. Loop goroutine only.
 func (r *Reconciler) ownsKernelState(id string) bool {
 	j := r.jobs[id]
 	return j != nil && j.run != nil

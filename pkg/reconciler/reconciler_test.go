@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
 	"github.com/telegen-sonic/telegen-sonic/pkg/jobspec"
 )
 
@@ -147,6 +148,15 @@ func (s fakeState) PutResult(_ context.Context, id string, f map[string]string) 
 
 func (s fakeState) Prune(context.Context, int) error { return nil }
 
+func (s fakeState) PatchResult(_ context.Context, id string, f map[string]string) error {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	if s.w.results[id] != nil {
+		maps.Copy(s.w.results[id], f)
+	}
+	return s.w.redisErr
+}
+
 type fakeDatapath struct{ w *world }
 
 type fakeRun struct {
@@ -158,10 +168,10 @@ type fakeRun struct {
 
 func (r *fakeRun) Interface() string     { return r.dev }
 func (r *fakeRun) MirrorSession() string { return "" }
-func (r *fakeRun) Counters() (Counters, error) {
+func (r *fakeRun) Snapshot() (aggregate.Snapshot, error) {
 	r.w.mu.Lock()
 	defer r.w.mu.Unlock()
-	return Counters{IngressPackets: r.packets, IngressBytes: 100 * r.packets}, nil
+	return aggregate.Snapshot{Ingress: aggregate.DirectionCounts{Packets: r.packets, Bytes: 100 * r.packets}}, nil
 }
 func (r *fakeRun) Close() error {
 	r.w.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
 	"github.com/telegen-sonic/telegen-sonic/pkg/jobspec"
 )
 
@@ -148,8 +149,8 @@ func (r *Reconciler) jobFromRecord(rec priorRecord) *job {
 		j.createdAt = r.opt.Now()
 	}
 	// The last live figures the previous instance published: a lower bound, not exact.
-	j.counters.IngressPackets, _ = strconv.ParseUint(f[jobspec.FieldPacketsTotal], 10, 64)
-	j.counters.IngressBytes, _ = strconv.ParseUint(f[jobspec.FieldBytesTotal], 10, 64)
+	j.snap.Ingress.Packets, _ = strconv.ParseUint(f[jobspec.FieldPacketsTotal], 10, 64)
+	j.snap.Ingress.Bytes, _ = strconv.ParseUint(f[jobspec.FieldBytesTotal], 10, 64)
 	return j
 }
 
@@ -180,7 +181,7 @@ func (r *Reconciler) recoverLive(ctx context.Context, rec priorRecord) error {
 		return nil
 	}
 	j.phase, j.run, j.dirty = phaseRunning, run, true
-	j.counters = Counters{}
+	j.snap = aggregate.Snapshot{}
 	r.refreshCounters(j)
 	now := r.opt.Now()
 	switch {

@@ -1,0 +1,48 @@
+# telegen-sonic. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN ?= bin
+GOTEST_FLAGS ?= -race -count=1 -timeout 20m
+SHARED ?= ../shared
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install the Debian packages the project needs (root; idempotent)
+	scripts/install-deps.sh
+
+.PHONY: build
+build: ## build telegend, telegen-rest, telegen-sonic and trafgen into ./bin
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/... ./scripts/trafgen
+
+.PHONY: generate
+generate: ## regenerate the eBPF objects with the pinned clang (bpf2go)
+	scripts/gen-bpf.sh
+
+.PHONY: check-generated
+check-generated: ## prove the committed eBPF objects match bpf/ sources
+	scripts/check-generated.sh
+
+.PHONY: lint
+lint: ## gofmt, go vet, shellcheck
+	@out=$$(gofmt -l cmd pkg scripts); if [ -n "$$out" ]; then echo "not gofmt'ed: $$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v shellcheck >/dev/null; then shellcheck scripts/vswitch scripts/demo scripts/*.sh .ci/run; fi
+
+.PHONY: test
+test: ## run every test (as root, privileged eBPF/netns tests included; CI=true makes skips fail)
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+.PHONY: ci
+ci: deps lint check-generated test ## what CI runs: deps, lint, generated-code check, all tests
+
+.PHONY: demo
+demo: ## run the demo on a virtual SONiC switch
+	scripts/demo
+
+.PHONY: bench-control
+bench-control: ## hset->running latency over 200 jobs and idle RSS, into docs/BENCHMARKS.md
+	scripts/bench.sh control
