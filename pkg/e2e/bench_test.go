@@ -18,9 +18,15 @@ import (
 // idle. `make bench-control` runs it (with a daemon built without -race) and records the figures
 // in docs/BENCHMARKS.md.
 func BenchmarkControlPlane(b *testing.B) {
+	for _, mode := range modes {
+		b.Run(mode, func(b *testing.B) { benchControl(b, mode) })
+	}
+}
+
+func benchControl(b *testing.B, mode string) {
 	const jobs = 200
 	for b.Loop() {
-		s := newSwitch(b, "auto", "Ethernet16")
+		s := newSwitch(b, mode, "Ethernet16")
 		d := s.startDaemon()
 		ctx := context.Background()
 		time.Sleep(time.Second)
