@@ -72,10 +72,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 
-	rec := reconciler.New(configStore{configDB}, stateStore{stateDB}, datapathAdapter{dp}, logger, reconciler.Options{
+	exp := newExporter(ctx, configDB, logger)
+	rec := reconciler.New(configStore{configDB}, stateStore{stateDB}, datapathAdapter{dp}, nil, logger, reconciler.Options{
 		StatsInterval:  cfg.StatsInterval,
 		ResyncInterval: cfg.ResyncInterval,
 		SweepInterval:  cfg.SweepInterval,
+		Exporter:       exp,
 	})
 
 	watchCtx, stopWatches := context.WithCancel(ctx)
@@ -113,6 +115,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	err = rec.Run(ctx)
 	stopWatches()
 	wg.Wait()
+	closeExporter(exp, logger)
 	logger.Info("telegend stopped")
 	return err
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
 	"github.com/telegen-sonic/telegen-sonic/pkg/datapath"
@@ -13,15 +12,10 @@ import (
 // datapathAdapter gives the reconciler the eBPF datapath in its own terms.
 type datapathAdapter struct{ m *datapath.Manager }
 
-func (a datapathAdapter) Start(ctx context.Context, spec jobspec.Spec) (reconciler.Run, error) {
-	if spec.SpanMethod != jobspec.Direct {
-		return nil, &reconciler.ReasonError{Reason: jobspec.MirrorFailed(fmt.Sprintf(
-			"span_method %s needs a MIRROR_SESSION, which this build does not program yet; use span_method direct",
-			spec.SpanMethod))}
-	}
+func (a datapathAdapter) Start(ctx context.Context, spec jobspec.Spec, src reconciler.Source) (reconciler.Run, error) {
 	run, err := a.m.Start(ctx, datapath.Job{
 		ID:        spec.ID,
-		Interface: spec.Port, // SONiC names a port's netdev after the port
+		Interface: src.Interface, // for direct jobs SONiC names a port's netdev after the port
 		Ingress:   spec.Direction.Ingress(),
 		Egress:    spec.Direction.Egress(),
 	})
@@ -44,8 +38,6 @@ func (a datapathAdapter) CleanUp(_ context.Context, keep func(string) bool) erro
 }
 
 type runAdapter struct{ *datapath.Run }
-
-func (r runAdapter) MirrorSession() string { return "" }
 
 func (r runAdapter) Snapshot() (aggregate.Snapshot, error) {
 	c, err := r.Run.Counters()

@@ -7,6 +7,7 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
@@ -52,7 +53,9 @@ type State interface {
 type Datapath interface {
 	// Start arranges for the job's packets to be counted and returns its handle. On error nothing
 	// of the job is left behind. An error wrapping *ReasonError carries the reason to publish.
-	Start(ctx context.Context, spec jobspec.Spec) (Run, error)
+	// src says where the job's packets surface: the port's own netdev, or the sink of a mirror
+	// session (with the ERSPAN session id that marks this job's copies).
+	Start(ctx context.Context, spec jobspec.Spec, src Source) (Run, error)
 	// Adopt re-opens a job a previous instance left running, or fails when it is not there whole.
 	Adopt(ctx context.Context, jobID string) (Run, error)
 	// CleanUp removes every attachment and pin whose job keep does not claim. Idempotent.
@@ -63,12 +66,50 @@ type Datapath interface {
 type Run interface {
 	// Interface is the netdev the job watches.
 	Interface() string
-	// MirrorSession is the MIRROR_SESSION the job owns, or "".
-	MirrorSession() string
 	// Snapshot reads what the job has measured so far.
 	Snapshot() (aggregate.Snapshot, error)
 	// Close tears the job down. Idempotent.
 	Close() error
+}
+
+// Source is where a job's packets reach the CPU.
+type Source struct {
+	Interface       string // netdev to attach to
+	ERSPANSessionID int    // ERSPAN session id of this job's copies, or -1 when not encapsulated
+}
+
+// Mirror arranges for copies of a port's packets to reach the CPU through SONiC's
+// MIRROR_SESSION (SPAN or ERSPAN). Its methods may block on Redis and orchagent; the reconciler
+// calls them outside its loop, under a timeout.
+type Mirror interface {
+	// Create writes the job's session (and any hardware pre-filter), waits until orchagent has
+	// made it active, and returns where the copies surface. On error nothing of it is left.
+	Create(ctx context.Context, spec jobspec.Spec) (MirrorSession, error)
+	// Delete removes everything Create made for the job. Idempotent.
+	Delete(ctx context.Context, jobID string) error
+	// CleanUp removes every session of ours whose job keep does not claim. Idempotent.
+	CleanUp(ctx context.Context, keep func(jobID string) bool) error
+}
+
+// MirrorSession is a session Create made.
+type MirrorSession struct {
+	Session string // MIRROR_SESSION key
+	Source  Source
+}
+
+// noMirror is the Mirror of a daemon that has no mirror configuration.
+type noMirror struct{}
+
+func (noMirror) Create(_ context.Context, spec jobspec.Spec) (MirrorSession, error) {
+	return MirrorSession{}, &ReasonError{Reason: jobspec.MirrorFailed(fmt.Sprintf(
+		"span_method %s needs mirror sessions, which this telegend does not program; use span_method direct", spec.SpanMethod))}
+}
+func (noMirror) Delete(context.Context, string) error             { return nil }
+func (noMirror) CleanUp(context.Context, func(string) bool) error { return nil }
+
+func isReasonError(err error) bool {
+	var re *ReasonError
+	return errors.As(err, &re)
 }
 
 // ReasonError is a failure with the exact STATE_DB reason to publish (e.g. "mirror_failed: …").

@@ -32,10 +32,15 @@ type job struct {
 	reason    string
 	slot      int // -1 when the job holds no slot
 	run       Run
+	session   string // MIRROR_SESSION the job owns, or ""
 	createdAt time.Time
-	startedAt time.Time
-	expiresAt time.Time
-	endedAt   time.Time
+
+	launching      bool      // a launch goroutine is setting the job up
+	gen            uint64    // launch generation, so a late launch is recognised
+	launchDeadline time.Time // the launch is given up after this
+	startedAt      time.Time
+	expiresAt      time.Time
+	endedAt        time.Time
 
 	snap        aggregate.Snapshot // live while running, final once ended
 	otelExport  map[string]any     // the result's otel_export as it stood at the end
@@ -71,16 +76,25 @@ type Reconciler struct {
 
 	crashed atomic.Bool // tests: exit as kill -9 would, leaving everything in place
 
+	mirror   Mirror
+	launchMu sync.Mutex
+	launches []launchResult
+	inflight sync.WaitGroup // launch goroutines, waited for at shutdown
+
 	patchMu sync.Mutex
 	patches []resultPatch // late result fields (final export outcome)
 }
 
 // New builds a reconciler. Nothing happens until Run.
-func New(cfg Config, state State, dp Datapath, logger *slog.Logger, opt Options) *Reconciler {
+func New(cfg Config, state State, dp Datapath, mirror Mirror, logger *slog.Logger, opt Options) *Reconciler {
+	if mirror == nil {
+		mirror = noMirror{}
+	}
 	return &Reconciler{
 		cfg:      cfg,
 		state:    state,
 		dp:       dp,
+		mirror:   mirror,
 		log:      logger.With("component", "reconciler"),
 		opt:      opt.withDefaults(),
 		q:        newWorkQueue(),
@@ -135,12 +149,14 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		if r.needResync.Swap(false) {
 			r.resync(ctx)
 		}
+		r.collectLaunches(ctx)
 		r.applyPatches(ctx)
 		for ctx.Err() == nil {
 			id, ok := r.q.Pop()
 			if !ok {
 				break
 			}
+			r.collectLaunches(ctx)
 			if id != "" {
 				r.reconcileLogged(ctx, id)
 			}
@@ -205,6 +221,9 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) error {
 			}
 		case phaseRunning:
 			switch {
+			case j.launching:
+				// Settled when the launch reports back (or times out): see launched.
+				r.checkLaunchDeadline(j)
 			case !exists:
 				r.finish(ctx, j, jobspec.Stopped, "")
 			case !r.enabled:
@@ -282,19 +301,131 @@ func (r *Reconciler) start(ctx context.Context, j *job) {
 	if err := r.publish(ctx, j, true); err != nil {
 		r.log.Warn("publishing starting failed", "job", j.id, "err", err)
 	}
+	r.launch(ctx, j)
+}
 
-	run, err := r.startRun(ctx, j.spec)
-	if err != nil {
-		r.log.Warn("job failed to start", "job", j.id, "err", err)
-		r.end(j, jobspec.Failed, reasonFor(err))
+// launch sets the job's mirror session and datapath up in a goroutine of its own, so a slow
+// orchagent or kernel never stalls the loop; the outcome comes back through r.launches.
+func (r *Reconciler) launch(ctx context.Context, j *job) {
+	j.gen++
+	j.launching = true
+	j.launchDeadline = r.opt.Now().Add(r.opt.OpTimeout + time.Second)
+	r.q.AddAfter(j.id, r.opt.OpTimeout+time.Second)
+	id, gen, spec := j.id, j.gen, j.spec
+	r.inflight.Add(1)
+	go func() {
+		defer r.inflight.Done()
+		ctx, cancel := context.WithTimeout(ctx, r.opt.OpTimeout)
+		defer cancel()
+		res := launchResult{id: id, gen: gen}
+		src := Source{Interface: spec.Port, ERSPANSessionID: -1}
+		if spec.SpanMethod != jobspec.Direct {
+			m, err := r.mirror.Create(ctx, spec)
+			if err != nil {
+				res.err = err
+				if !isReasonError(err) {
+					res.err = &ReasonError{Reason: jobspec.MirrorFailed(err.Error())}
+				}
+				r.finishLaunch(res)
+				return
+			}
+			res.session, src = m.Session, m.Source
+		}
+		run, err := r.dp.Start(ctx, spec, src)
+		if err != nil {
+			if res.session != "" {
+				r.dropMirror(id)
+			}
+			res.err = err
+		}
+		res.run = run
+		r.finishLaunch(res)
+	}()
+}
+
+// launchResult is what a launch goroutine reports.
+type launchResult struct {
+	id      string
+	gen     uint64
+	run     Run
+	session string
+	err     error
+}
+
+func (r *Reconciler) finishLaunch(res launchResult) {
+	r.launchMu.Lock()
+	r.launches = append(r.launches, res)
+	r.launchMu.Unlock()
+	r.q.Add(res.id)
+}
+
+// collectLaunches applies finished launches. A launch whose job has moved on (deleted, timed
+// out, superseded) is undone at once, so nothing it made is left without an owner.
+func (r *Reconciler) collectLaunches(ctx context.Context) {
+	r.launchMu.Lock()
+	done := r.launches
+	r.launches = nil
+	r.launchMu.Unlock()
+	for _, res := range done {
+		j := r.jobs[res.id]
+		if j == nil || !j.launching || j.gen != res.gen {
+			r.log.Warn("undoing a launch that finished too late", "job", res.id, "err", res.err)
+			if res.run != nil {
+				_ = r.bounded(res.run.Close)
+			}
+			if res.session != "" {
+				r.dropMirror(res.id)
+			}
+			continue
+		}
+		j.launching = false
+		j.session = res.session
+		if res.err != nil {
+			r.log.Warn("job failed to start", "job", j.id, "err", res.err)
+			r.end(j, jobspec.Failed, reasonFor(res.err))
+			continue
+		}
+		j.run, j.status, j.dirty = res.run, jobspec.Running, true
+		r.opt.Exporter.Start(j.spec, res.run.Interface())
+		r.q.AddAfter(j.id, j.expiresAt.Sub(r.opt.Now()))
+		r.stamp(ctx, j)
+		r.log.Info("job running", "job", j.id, "port", j.spec.Port, "interface", res.run.Interface(),
+			"mirror_session", j.session, "slot", j.slot, "expires_at", j.expiresAt)
+	}
+}
+
+// checkLaunchDeadline fails a job whose launch never reported: a hung worker must not hold a
+// slot past its bound. Whatever the launch makes later is undone by collectLaunches.
+func (r *Reconciler) checkLaunchDeadline(j *job) {
+	if r.opt.Now().Before(j.launchDeadline) {
 		return
 	}
-	j.run, j.status, j.dirty = run, jobspec.Running, true
-	r.opt.Exporter.Start(j.spec, run.Interface())
-	r.q.AddAfter(j.id, j.expiresAt.Sub(r.opt.Now()))
-	r.stamp(ctx, j)
-	r.log.Info("job running", "job", j.id, "port", j.spec.Port, "interface", run.Interface(),
-		"slot", j.slot, "expires_at", j.expiresAt)
+	j.launching = false
+	r.end(j, jobspec.Failed, jobspec.AttachFailed(fmt.Sprintf("setup did not finish within %v", r.opt.OpTimeout)))
+}
+
+// waitLaunches waits for launch goroutines, but never longer than their bound: one stuck in a
+// hung kernel or orchagent call is abandoned, not waited for.
+func (r *Reconciler) waitLaunches() {
+	done := make(chan struct{})
+	go func() {
+		r.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(r.opt.OpTimeout + time.Second):
+		r.log.Error("a job setup is still stuck; abandoning it")
+	}
+}
+
+// dropMirror removes a job's mirror session under the operation timeout; the sweep retries.
+func (r *Reconciler) dropMirror(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.opt.OpTimeout)
+	defer cancel()
+	if err := r.mirror.Delete(ctx, id); err != nil {
+		r.log.Warn("removing mirror session failed; the sweep will retry", "job", id, "err", err)
+	}
 }
 
 // stamp records expires_at in the CONFIG_DB key, so a key that config reload brings back after
@@ -309,36 +440,6 @@ func (r *Reconciler) stamp(ctx context.Context, j *job) {
 		return
 	}
 	j.stamped = true
-}
-
-// startRun calls Datapath.Start under the operation timeout. A Start that completes after the
-// timeout is closed at once, so a slow kernel never leaves an unowned attachment behind.
-func (r *Reconciler) startRun(ctx context.Context, spec jobspec.Spec) (Run, error) {
-	type result struct {
-		run Run
-		err error
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.opt.OpTimeout)
-	defer cancel()
-	done := make(chan result, 1)
-	abandoned := make(chan struct{})
-	go func() {
-		run, err := r.dp.Start(ctx, spec)
-		select {
-		case done <- result{run, err}:
-		case <-abandoned:
-			if run != nil {
-				_ = run.Close()
-			}
-		}
-	}()
-	select {
-	case res := <-done:
-		return res.run, res.err
-	case <-ctx.Done():
-		close(abandoned)
-		return nil, fmt.Errorf("datapath start: %w", ctx.Err())
-	}
 }
 
 // bounded runs fn under the operation timeout; a hung fn is abandoned, never waited for.
@@ -385,6 +486,9 @@ func (r *Reconciler) finish(ctx context.Context, j *job, status jobspec.Status, 
 		}
 		j.run = nil
 		j.hasResult = true
+		if j.session != "" {
+			r.dropMirror(j.id)
+		}
 		id := j.id
 		j.otelExport = r.opt.Exporter.End(id, j.snap, func(v map[string]any) {
 			r.patchResult(id, map[string]string{"otel_export": otelExportField(v)})
@@ -508,7 +612,7 @@ func (r *Reconciler) recordFields(j *job) map[string]string {
 	}
 	if j.run != nil {
 		f[jobspec.FieldInterface] = j.run.Interface()
-		f[jobspec.FieldMirrorSession] = j.run.MirrorSession()
+		f[jobspec.FieldMirrorSession] = j.session
 	} else if j.hasResult && j.spec.Port != "" {
 		f[jobspec.FieldInterface] = j.spec.Port
 	}
@@ -602,12 +706,13 @@ func (r *Reconciler) loadSettings(ctx context.Context) error {
 func (r *Reconciler) sweep(ctx context.Context) {
 	owned := make(map[string]bool)
 	for id, j := range r.jobs {
-		if j.run != nil {
+		if j.run != nil || j.launching {
 			owned[id] = true
 		}
 	}
+	keep := func(id string) bool { return owned[id] }
 	err := r.bounded(func() error {
-		return r.dp.CleanUp(ctx, func(id string) bool { return owned[id] })
+		return errors.Join(r.dp.CleanUp(ctx, keep), r.mirror.CleanUp(ctx, keep))
 	})
 	if err != nil {
 		r.log.Warn("orphan sweep failed", "err", err)
@@ -624,6 +729,8 @@ func (r *Reconciler) ownsKernelState(id string) bool {
 func (r *Reconciler) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	r.waitLaunches()
+	r.collectLaunches(ctx)
 	for _, j := range r.jobs {
 		switch j.phase {
 		case phaseRunning:

@@ -21,18 +21,21 @@ import (
 // It unit-tests the reconciler's logic; the end-to-end tests prove the same against real Redis
 // and real eBPF.
 type world struct {
-	mu       sync.Mutex
-	jobs     map[string]map[string]string // CONFIG_DB TELEGEN_JOB
-	globals  map[string]string
-	enabled  bool
-	ports    map[string]bool
-	records  map[string]map[string]string // STATE_DB TELEGEN_JOB_TABLE
-	results  map[string]map[string]string
-	attached map[string]*fakeRun // kernel: job id -> run
-	pinned   map[string]*fakeRun // what a restarted daemon could adopt
-	startErr error
-	maxLive  int // most attachments ever seen at once
-	redisErr error
+	mu        sync.Mutex
+	jobs      map[string]map[string]string // CONFIG_DB TELEGEN_JOB
+	globals   map[string]string
+	enabled   bool
+	ports     map[string]bool
+	records   map[string]map[string]string // STATE_DB TELEGEN_JOB_TABLE
+	results   map[string]map[string]string
+	attached  map[string]*fakeRun // kernel: job id -> run
+	pinned    map[string]*fakeRun // what a restarted daemon could adopt
+	startErr  error
+	startGate chan struct{}     // when set, Start waits for it to close
+	sessions  map[string]string // MIRROR_SESSION name -> job id
+	mirrorErr error
+	maxLive   int // most attachments ever seen at once
+	redisErr  error
 }
 
 func newWorld() *world {
@@ -45,6 +48,7 @@ func newWorld() *world {
 		results:  map[string]map[string]string{},
 		attached: map[string]*fakeRun{},
 		pinned:   map[string]*fakeRun{},
+		sessions: map[string]string{},
 	}
 }
 
@@ -166,8 +170,7 @@ type fakeRun struct {
 	closed  bool
 }
 
-func (r *fakeRun) Interface() string     { return r.dev }
-func (r *fakeRun) MirrorSession() string { return "" }
+func (r *fakeRun) Interface() string { return r.dev }
 func (r *fakeRun) Snapshot() (aggregate.Snapshot, error) {
 	r.w.mu.Lock()
 	defer r.w.mu.Unlock()
@@ -184,7 +187,13 @@ func (r *fakeRun) Close() error {
 	return nil
 }
 
-func (d fakeDatapath) Start(_ context.Context, spec jobspec.Spec) (Run, error) {
+func (d fakeDatapath) Start(_ context.Context, spec jobspec.Spec, src Source) (Run, error) {
+	d.w.mu.Lock()
+	gate := d.w.startGate
+	d.w.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
 	if d.w.startErr != nil {
@@ -193,7 +202,7 @@ func (d fakeDatapath) Start(_ context.Context, spec jobspec.Spec) (Run, error) {
 	if d.w.attached[spec.ID] != nil {
 		return nil, fmt.Errorf("job %s attached twice", spec.ID)
 	}
-	run := &fakeRun{w: d.w, id: spec.ID, dev: spec.Port}
+	run := &fakeRun{w: d.w, id: spec.ID, dev: src.Interface}
 	d.w.attached[spec.ID] = run
 	d.w.pinned[spec.ID] = run
 	d.w.maxLive = max(d.w.maxLive, len(d.w.attached))
@@ -223,6 +232,37 @@ func (d fakeDatapath) CleanUp(_ context.Context, keep func(string) bool) error {
 	return nil
 }
 
+type fakeMirror struct{ w *world }
+
+func (m fakeMirror) Create(_ context.Context, spec jobspec.Spec) (MirrorSession, error) {
+	m.w.mu.Lock()
+	defer m.w.mu.Unlock()
+	if m.w.mirrorErr != nil {
+		return MirrorSession{}, m.w.mirrorErr
+	}
+	name := jobspec.MirrorSessionName(spec.ID)
+	m.w.sessions[name] = spec.ID
+	return MirrorSession{Session: name, Source: Source{Interface: "sink0", ERSPANSessionID: 7}}, nil
+}
+
+func (m fakeMirror) Delete(_ context.Context, id string) error {
+	m.w.mu.Lock()
+	defer m.w.mu.Unlock()
+	delete(m.w.sessions, jobspec.MirrorSessionName(id))
+	return nil
+}
+
+func (m fakeMirror) CleanUp(_ context.Context, keep func(string) bool) error {
+	m.w.mu.Lock()
+	defer m.w.mu.Unlock()
+	for name, id := range m.w.sessions {
+		if !keep(id) {
+			delete(m.w.sessions, name)
+		}
+	}
+	return nil
+}
+
 // render is the whole observable state as sorted lines, for cmp-style comparisons.
 func (w *world) render() string {
 	w.mu.Lock()
@@ -236,6 +276,9 @@ func (w *world) render() string {
 	}
 	for id, run := range w.attached {
 		lines = append(lines, fmt.Sprintf("attached %s %s", id, run.dev))
+	}
+	for name, id := range w.sessions {
+		lines = append(lines, fmt.Sprintf("session %s job=%s", name, id))
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
@@ -266,8 +309,13 @@ type harness struct {
 
 func start(t *testing.T, w *world) *harness {
 	t.Helper()
-	r := New(fakeConfig{w}, fakeState{w}, fakeDatapath{w}, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Options{StatsInterval: 20 * time.Millisecond, ResyncInterval: time.Hour, SweepInterval: time.Hour})
+	return startWith(t, w, nil, time.Second)
+}
+
+func startWith(t *testing.T, w *world, mirror Mirror, opTimeout time.Duration) *harness {
+	t.Helper()
+	r := New(fakeConfig{w}, fakeState{w}, fakeDatapath{w}, mirror, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Options{StatsInterval: 20 * time.Millisecond, ResyncInterval: time.Hour, SweepInterval: time.Hour, OpTimeout: opTimeout})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -568,4 +616,98 @@ state b failed daemon_restart`)
 	if orphan {
 		t.Error("orphaned pin survived recovery")
 	}
+}
+
+func TestMirrorSessions(t *testing.T) {
+	w := newWorld()
+	h := startWith(t, w, fakeMirror{w}, time.Second)
+	h.w.put("e", "port", "Ethernet0", "span_method", "erspan", "duration_sec", "60")
+	h.r.Enqueue("e")
+	h.eventually(`
+attached e sink0
+config e port=Ethernet0
+session telegen_e job=e
+state e running`)
+	w.mu.Lock()
+	if got := w.records["e"]["mirror_session"]; got != "telegen_e" {
+		t.Errorf("mirror_session = %q", got)
+	}
+	w.mu.Unlock()
+	h.del("e")
+	h.eventually(`state e stopped`)
+
+	w.mu.Lock()
+	w.mirrorErr = errors.New("orchagent refused SPAN to CPU")
+	w.mu.Unlock()
+	h.w.put("s", "port", "Ethernet0", "span_method", "span")
+	h.r.Enqueue("s")
+	h.eventually(`
+state e stopped
+state s failed mirror_failed: orchagent refused SPAN to CPU`)
+}
+
+func TestNoMirrorConfigured(t *testing.T) {
+	w := newWorld()
+	h := start(t, w)
+	h.w.put("s", "port", "Ethernet0", "span_method", "span")
+	h.r.Enqueue("s")
+	h.eventually(`state s failed mirror_failed: span_method span needs mirror sessions, which this telegend does not program; use span_method direct`)
+}
+
+// A datapath that hangs must not hold a slot past the bound, and what it makes later is undone.
+func TestHungLaunch(t *testing.T) {
+	w := newWorld()
+	gate := make(chan struct{})
+	w.startGate = gate
+	h := startWith(t, w, fakeMirror{w}, 200*time.Millisecond)
+	h.w.put("e", "port", "Ethernet0", "span_method", "erspan")
+	h.r.Enqueue("e")
+	h.eventually(`
+config e port=Ethernet0
+session telegen_e job=e
+state e starting`)
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+	// Until the hung setup returns, the session it made is still there.
+	h.eventually(`
+session telegen_e job=e
+state e failed attach_failed: setup did not finish within 200ms`)
+	w.mu.Lock()
+	w.startGate = nil
+	w.mu.Unlock()
+	close(gate) // the hung Start completes now; its attachment and session must be undone
+	h.put("f", "port", "Ethernet4", "span_method", "direct", "duration_sec", "60")
+	h.eventually(`
+attached f Ethernet4
+config f port=Ethernet4
+state e failed attach_failed: setup did not finish within 200ms
+state f running`)
+}
+
+// Deleting a job while it is being set up stops it once the setup reports back.
+func TestDeleteWhileLaunching(t *testing.T) {
+	w := newWorld()
+	gate := make(chan struct{})
+	w.startGate = gate
+	h := start(t, w)
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+	h.put("a", "port", "Ethernet0")
+	h.eventually(`
+config a port=Ethernet0
+state a starting`)
+	h.del("a")
+	time.Sleep(50 * time.Millisecond)
+	close(gate)
+	h.eventually(`state a stopped`)
 }

@@ -46,6 +46,10 @@ func (r *Reconciler) tryRecover(ctx context.Context) error {
 			_ = j.run.Close()
 		}
 	}
+	r.waitLaunches()
+	r.launchMu.Lock()
+	r.launches = nil
+	r.launchMu.Unlock()
 	clear(r.jobs)
 	clear(r.slots)
 	r.pending = nil
@@ -109,6 +113,9 @@ func (r *Reconciler) tryRecover(ctx context.Context) error {
 
 	if err := r.dp.CleanUp(ctx, r.ownsKernelState); err != nil {
 		return fmt.Errorf("removing orphaned attachments: %w", err)
+	}
+	if err := r.mirror.CleanUp(ctx, r.ownsKernelState); err != nil {
+		return fmt.Errorf("removing orphaned mirror sessions: %w", err)
 	}
 	for _, id := range r.pending {
 		r.q.Add(id)
@@ -181,6 +188,7 @@ func (r *Reconciler) recoverLive(ctx context.Context, rec priorRecord) error {
 		return nil
 	}
 	j.phase, j.run, j.dirty = phaseRunning, run, true
+	j.session = rec.fields[jobspec.FieldMirrorSession]
 	j.snap = aggregate.Snapshot{}
 	r.refreshCounters(j)
 	now := r.opt.Now()
