@@ -26,6 +26,10 @@ generate: ## regenerate the eBPF objects with the pinned clang (bpf2go)
 check-generated: ## prove the committed eBPF objects match bpf/ sources
 	scripts/check-generated.sh
 
+.PHONY: yang-check
+yang-check: ## check the YANG model against the shared test vectors (yanglint)
+	scripts/yang-check.sh
+
 .PHONY: lint
 lint: ## gofmt, go vet, shellcheck
 	@out=$$(gofmt -l cmd pkg scripts); if [ -n "$$out" ]; then echo "not gofmt'ed: $$out"; exit 1; fi
@@ -37,7 +41,7 @@ test: ## run every test (as root, privileged eBPF/netns tests included; CI=true 
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: ci
-ci: deps lint check-generated test ## what CI runs: deps, lint, generated-code check, all tests
+ci: deps lint check-generated yang-check test ## what CI runs: deps, lint, generated-code check, all tests
 
 .PHONY: demo
 demo: ## run the demo on a virtual SONiC switch

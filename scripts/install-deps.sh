@@ -13,6 +13,12 @@ PKGS=(
 	tcpreplay tshark wireshark-common # traffic judges; wireshark-common has capinfos
 	clang llvm libbpf-dev bpftool linux-libc-dev # eBPF build (bpf2go) and inspection
 	python3 # pretty-printing in scripts/demo
+	python3-click python3-redis python3-pytest # SONiC CLI plugins and their tests
+	python3-jinja2 # rendering the buildimage templates in the packaging lint
+	libyang2-tools # yanglint: the YANG model and its test vectors
+	supervisor # the container's supervisord configuration, exercised for real
+	libcap2-bin # capsh: the least-privilege test
+	tcpdump # the reference cost in make bench-e2e
 	ca-certificates # Go module downloads over HTTPS
 )
 
