@@ -50,3 +50,11 @@ demo: ## run the demo on a virtual SONiC switch
 .PHONY: bench-control
 bench-control: ## hset->running latency over 200 jobs and idle RSS, into docs/BENCHMARKS.md
 	scripts/bench.sh control
+
+.PHONY: bench-rest
+bench-rest: ## POST->201/429 latency and GET throughput of telegen-rest, into docs/BENCHMARKS.md
+	scripts/bench.sh rest
+
+.PHONY: bench-e2e
+bench-e2e: ## extra CPU ns/packet of a full job vs tcpdump -w /dev/null, into docs/BENCHMARKS.md
+	scripts/bench-e2e.sh

@@ -35,8 +35,28 @@ control)
 	rm -f "$log"
 	echo "appended to $out"
 	;;
+rest)
+	log=$(mktemp)
+	TELEGEN_E2E_RACE=0 go test -run '^$' -bench '^BenchmarkREST$' -benchtime 1x -count 1 -timeout 10m ./pkg/e2e/ | tee "$log"
+	line=$(grep '^BenchmarkREST' "$log")
+	metric() { awk -v m="$1" '{for (i = 1; i < NF; i++) if ($(i+1) == m) print $i}' <<<"$line"; }
+	{
+		echo
+		echo "## REST shim (make bench-rest)"
+		machine
+		echo "- what: telegen-rest on loopback TCP in front of a real telegend (built without -race) and redis-server; POST→201 includes telegend loading and attaching the program (TCX here); GET throughput with 8 concurrent Go clients"
+		echo
+		echo "| figure | value |"
+		echo "|---|---|"
+		echo "| POST→201 p50 / p99 | $(metric post201-p50-ms) ms / $(metric post201-p99-ms) ms |"
+		echo "| POST→429 p50 / p99 | $(metric post429-p50-ms) ms / $(metric post429-p99-ms) ms |"
+		echo "| GET throughput | $(metric get-req/s) req/s |"
+	} >>"$out"
+	rm -f "$log"
+	echo "appended to $out"
+	;;
 *)
-	echo "usage: $0 control" >&2
+	echo "usage: $0 control|rest" >&2
 	exit 2
 	;;
 esac

@@ -177,6 +177,24 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// publisherPID is the running counters publisher's pid, from its pidfile; it must be alive, in
+// its own process group.
+func (r *rig) publisherPID() int {
+	r.t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.dir, "counters.pid"))
+	if err != nil {
+		r.t.Fatalf("counters publisher pidfile: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !alive(pid) {
+		r.t.Fatalf("counters publisher pid %q (%v) is not running", b, err)
+	}
+	if pgid, err := syscall.Getpgid(pid); err != nil || pgid != pid {
+		r.t.Errorf("counters publisher %d: process group %d (%v), want its own", pid, pgid, err)
+	}
+	return pid
+}
+
 // alive reports whether pid names a live (non-zombie) process.
 func alive(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
@@ -196,7 +214,7 @@ func TestVswitch(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 
-	var redisPID int
+	var redisPID, pubPID int
 	t.Cleanup(func() {
 		out, err := r.vswitch("down")
 		if err != nil {
@@ -206,8 +224,13 @@ func TestVswitch(t *testing.T) {
 			t.Errorf("redis-server %d left running", redisPID)
 			syscall.Kill(redisPID, syscall.SIGKILL)
 		}
+		if pubPID != 0 && alive(pubPID) {
+			t.Errorf("counters publisher %d left running", pubPID)
+			syscall.Kill(pubPID, syscall.SIGKILL)
+		}
 	})
 	r.mustVswitch("up", "--ports", "Ethernet16,Ethernet20")
+	pubPID = r.publisherPID()
 
 	pidb, err := os.ReadFile(filepath.Join(r.dir, "redis.pid"))
 	if err != nil {
@@ -367,7 +390,9 @@ func TestVswitch(t *testing.T) {
 				t.Errorf("vh-%s is in the switch netns, want it only in %s", p, r.hostsNS)
 			}
 		}
-		if out := r.mustVswitch("status"); !regexp.MustCompile(`Ethernet16\s+UP\s+vh-Ethernet16`).MatchString(out) {
+		out := r.mustVswitch("status")
+		if !regexp.MustCompile(`Ethernet16\s+UP\s+vh-Ethernet16`).MatchString(out) ||
+			!strings.Contains(out, fmt.Sprintf("counters: publisher pid %d, every 1s", pubPID)) {
 			t.Errorf("vswitch status:\n%s", out)
 		}
 	})
@@ -410,12 +435,26 @@ func TestVswitch(t *testing.T) {
 			t.Errorf("Ethernet20 received %d frames; want none", after20.Stats64.RX.Packets-before20.Stats64.RX.Packets)
 		}
 
-		r.mustVswitch("counters")
+		// The background publisher catches up within its 1 s period, as syncd's flex counter
+		// poll would; then `counters` refreshes once on demand and agrees.
 		oid, _ := counters.HGet(ctx, "COUNTERS_PORT_NAME_MAP", "Ethernet16").Result()
-		got, _ := counters.HMGet(ctx, "COUNTERS:"+oid, "SAI_PORT_STAT_IF_IN_UCAST_PKTS", "SAI_PORT_STAT_IF_IN_OCTETS").Result()
-		if fmt.Sprint(got) != fmt.Sprintf("[%d %d]", after16.Stats64.RX.Packets, after16.Stats64.RX.Bytes) {
-			t.Errorf("COUNTERS:%s in ucast pkts/octets = %v, kernel says %d/%d", oid, got,
-				after16.Stats64.RX.Packets, after16.Stats64.RX.Bytes)
+		want := fmt.Sprintf("[%d %d]", after16.Stats64.RX.Packets, after16.Stats64.RX.Bytes)
+		var got []any
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			got, _ = counters.HMGet(ctx, "COUNTERS:"+oid, "SAI_PORT_STAT_IF_IN_UCAST_PKTS", "SAI_PORT_STAT_IF_IN_OCTETS").Result()
+			if fmt.Sprint(got) == want || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("publisher: COUNTERS:%s in ucast pkts/octets = %v after 3 s, kernel says %s", oid, got, want)
+		}
+		r.mustVswitch("counters")
+		got, _ = counters.HMGet(ctx, "COUNTERS:"+oid, "SAI_PORT_STAT_IF_IN_UCAST_PKTS", "SAI_PORT_STAT_IF_IN_OCTETS").Result()
+		if fmt.Sprint(got) != want {
+			t.Errorf("counters: COUNTERS:%s in ucast pkts/octets = %v, kernel says %s", oid, got, want)
 		}
 	})
 
@@ -427,6 +466,22 @@ func TestVswitch(t *testing.T) {
 		pidb, _ := os.ReadFile(filepath.Join(r.dir, "redis.pid"))
 		if pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb))); pid != redisPID {
 			t.Errorf("redis pid changed from %d to %d", redisPID, pid)
+		}
+		if pid := r.publisherPID(); pid != pubPID {
+			t.Errorf("counters publisher pid changed from %d to %d", pubPID, pid)
+		}
+		// The running publisher picks up the added port.
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			oid, err := counters.HGet(ctx, "COUNTERS_PORT_NAME_MAP", "Ethernet24").Result()
+			if err == nil && oid == "oid:0x1000000000007" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("COUNTERS_PORT_NAME_MAP Ethernet24 = %q, %v", oid, err)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		if v, _ := cfg.HGet(ctx, "FEATURE|telegen", "state").Result(); v != "disabled" {
 			t.Errorf("up overwrote FEATURE|telegen state: %q", v)
@@ -474,6 +529,9 @@ func TestVswitch(t *testing.T) {
 		}
 		if alive(redisPID) {
 			t.Errorf("redis-server %d still running", redisPID)
+		}
+		if alive(pubPID) {
+			t.Errorf("counters publisher %d still running", pubPID)
 		}
 		if _, err := os.Stat(r.dir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("VSWITCH_DIR %s still exists (%v)", r.dir, err)
