@@ -461,6 +461,7 @@ func (r *Reconciler) end(j *job, status jobspec.Status, reason string) {
 	r.pending = slices.DeleteFunc(r.pending, func(id string) bool { return id == j.id })
 	j.phase, j.status, j.reason, j.dirty = phaseEnded, status, reason, true
 	j.endedAt = r.opt.Now()
+	r.opt.Exporter.Verdict(j.id, status, reason)
 	r.log.Info("job ended", "job", j.id, "status", status, "reason", reason)
 }
 
@@ -490,9 +491,7 @@ func (r *Reconciler) finish(ctx context.Context, j *job, status jobspec.Status, 
 			r.dropMirror(j.id)
 		}
 		id := j.id
-		j.otelExport = r.opt.Exporter.End(id, j.snap, func(v map[string]any) {
-			r.patchResult(id, map[string]string{"otel_export": otelExportField(v)})
-		})
+		j.otelExport = r.opt.Exporter.End(id, j.snap, func(v map[string]any) { r.patchResult(id, v) })
 	}
 	r.end(j, status, reason)
 }

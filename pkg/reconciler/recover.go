@@ -190,6 +190,9 @@ func (r *Reconciler) recoverLive(ctx context.Context, rec priorRecord) error {
 	j.phase, j.run, j.dirty = phaseRunning, run, true
 	j.session = rec.fields[jobspec.FieldMirrorSession]
 	j.snap = aggregate.Snapshot{}
+	if perr == nil {
+		r.opt.Exporter.Start(j.spec, run.Interface())
+	}
 	r.refreshCounters(j)
 	now := r.opt.Now()
 	switch {
