@@ -58,3 +58,7 @@ bench-rest: ## POST->201/429 latency and GET throughput of telegen-rest, into do
 .PHONY: bench-e2e
 bench-e2e: ## extra CPU ns/packet of a full job vs tcpdump -w /dev/null, into docs/BENCHMARKS.md
 	scripts/bench-e2e.sh
+
+.PHONY: bench-otlp
+bench-otlp: ## CPU and allocations per OTLP export cycle (2 jobs x 1024 flows), into docs/BENCHMARKS.md
+	scripts/bench.sh otlp

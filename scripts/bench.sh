@@ -55,8 +55,25 @@ rest)
 	rm -f "$log"
 	echo "appended to $out"
 	;;
+otlp)
+	log=$(mktemp)
+	TELEGEN_E2E_RACE=0 go test -run '^$' -bench '^BenchmarkExportCycle$' -benchtime 200x -benchmem -count 1 -timeout 10m ./pkg/e2e/ | tee "$log"
+	go test -run '^$' -bench '^BenchmarkCollect$' -benchtime 200x -benchmem -count 1 ./pkg/otlp/ | tee -a "$log"
+	{
+		echo
+		echo "## OTLP export cycle (make bench-otlp)"
+		machine
+		echo "- what: one full export of two jobs with 1024 flows each (about 4,100 points) through the OTel SDK and otlpmetrichttp (gzip) to an in-process OTLP sink; BenchmarkCollect is telegen's metric producer alone"
+		echo
+		echo '```'
+		grep -E '^Benchmark' "$log"
+		echo '```'
+	} >>"$out"
+	rm -f "$log"
+	echo "appended to $out"
+	;;
 *)
-	echo "usage: $0 control|rest" >&2
+	echo "usage: $0 control|rest|otlp" >&2
 	exit 2
 	;;
 esac
