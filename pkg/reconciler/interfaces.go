@@ -74,8 +74,14 @@ type Run interface {
 
 // Source is where a job's packets reach the CPU.
 type Source struct {
-	Interface       string // netdev to attach to
-	ERSPANSessionID int    // ERSPAN session id of this job's copies, or -1 when not encapsulated
+	Interface string // netdev to attach to
+	// Mirrored is true when the packets are copies arriving on a sink (received there whatever
+	// the direction they crossed the port in), false for the port's own netdev.
+	Mirrored bool
+	// ERSPAN is true when the copies are GRE/ERSPAN-encapsulated; ERSPANSessionID is then the
+	// session id marking this job's copies, or -1 for any.
+	ERSPAN          bool
+	ERSPANSessionID int
 }
 
 // Mirror arranges for copies of a port's packets to reach the CPU through SONiC's
@@ -95,6 +101,7 @@ type Mirror interface {
 type MirrorSession struct {
 	Session string // MIRROR_SESSION key
 	Source  Source
+	Note    string // how the session was made when not as asked, e.g. the ACL pre-filter fell back
 }
 
 // noMirror is the Mirror of a daemon that has no mirror configuration.

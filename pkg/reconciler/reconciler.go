@@ -25,15 +25,16 @@ const (
 
 // job is the reconciler's memory of one run of a job id. Only the loop goroutine touches it.
 type job struct {
-	id        string
-	spec      jobspec.Spec
-	phase     phase
-	status    jobspec.Status
-	reason    string
-	slot      int // -1 when the job holds no slot
-	run       Run
-	session   string // MIRROR_SESSION the job owns, or ""
-	createdAt time.Time
+	id         string
+	spec       jobspec.Spec
+	phase      phase
+	status     jobspec.Status
+	reason     string
+	slot       int // -1 when the job holds no slot
+	run        Run
+	session    string // MIRROR_SESSION the job owns, or ""
+	mirrorNote string // how the session deviates from the ask, e.g. no ACL pre-filter
+	createdAt  time.Time
 
 	launching      bool      // a launch goroutine is setting the job up
 	gen            uint64    // launch generation, so a late launch is recognised
@@ -319,6 +320,7 @@ func (r *Reconciler) launch(ctx context.Context, j *job) {
 		defer cancel()
 		res := launchResult{id: id, gen: gen}
 		src := Source{Interface: spec.Port, ERSPANSessionID: -1}
+		var note string
 		if spec.SpanMethod != jobspec.Direct {
 			m, err := r.mirror.Create(ctx, spec)
 			if err != nil {
@@ -329,7 +331,7 @@ func (r *Reconciler) launch(ctx context.Context, j *job) {
 				r.finishLaunch(res)
 				return
 			}
-			res.session, src = m.Session, m.Source
+			res.session, src, note = m.Session, m.Source, m.Note
 		}
 		run, err := r.dp.Start(ctx, spec, src)
 		if err != nil {
@@ -338,7 +340,7 @@ func (r *Reconciler) launch(ctx context.Context, j *job) {
 			}
 			res.err = err
 		}
-		res.run = run
+		res.run, res.note = run, note
 		r.finishLaunch(res)
 	}()
 }
@@ -349,6 +351,7 @@ type launchResult struct {
 	gen     uint64
 	run     Run
 	session string
+	note    string
 	err     error
 }
 
@@ -379,7 +382,7 @@ func (r *Reconciler) collectLaunches(ctx context.Context) {
 			continue
 		}
 		j.launching = false
-		j.session = res.session
+		j.session, j.mirrorNote = res.session, res.note
 		if res.err != nil {
 			r.log.Warn("job failed to start", "job", j.id, "err", res.err)
 			r.end(j, jobspec.Failed, reasonFor(res.err))
@@ -612,6 +615,9 @@ func (r *Reconciler) recordFields(j *job) map[string]string {
 	if j.run != nil {
 		f[jobspec.FieldInterface] = j.run.Interface()
 		f[jobspec.FieldMirrorSession] = j.session
+		if j.mirrorNote != "" {
+			f["mirror_note"] = j.mirrorNote
+		}
 	} else if j.hasResult && j.spec.Port != "" {
 		f[jobspec.FieldInterface] = j.spec.Port
 	}
