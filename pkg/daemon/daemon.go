@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 
 	exp := newExporter(ctx, configDB, logger)
-	rec := reconciler.New(configStore{configDB}, stateStore{stateDB}, datapathAdapter{dp}, nil, logger, reconciler.Options{
+	rec := reconciler.New(configStore{configDB}, stateStore{stateDB}, datapathAdapter{dp}, newMirror(configDB, stateDB, logger), logger, reconciler.Options{
 		StatsInterval:  cfg.StatsInterval,
 		ResyncInterval: cfg.ResyncInterval,
 		SweepInterval:  cfg.SweepInterval,
