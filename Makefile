@@ -14,17 +14,18 @@ deps: ## install the Debian packages the project needs (root; idempotent)
 	scripts/install-deps.sh
 
 .PHONY: build
-build: ## build telegend, telegen-rest, telegen-sonic and trafgen into ./bin
+build: ## build telegend, telegen-rest, telegen-sonic, trafgen and orchemu into ./bin
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/... ./scripts/trafgen
+	$(GO) build -o $(BIN)/ ./cmd/... ./scripts/trafgen ./scripts/orchemu
 
 .PHONY: generate
 generate: ## regenerate the eBPF objects with the pinned clang (bpf2go)
 	scripts/gen-bpf.sh
 
 .PHONY: check-generated
-check-generated: ## prove the committed eBPF objects match bpf/ sources
+check-generated: ## prove the committed eBPF objects match their C sources
 	scripts/check-generated.sh
+	scripts/orchemu/check-generated.sh
 
 .PHONY: yang-check
 yang-check: ## check the YANG model against the shared test vectors (yanglint)
