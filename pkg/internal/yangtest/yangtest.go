@@ -46,6 +46,8 @@ var numericFields = map[string]bool{
 	"max_concurrent_jobs": true, "max_jobs_queue": true, "default_duration_sec": true,
 	"max_duration_sec": true, "default_sample_rate": true, "topk_flows": true,
 	"export_interval_sec": true, "result_history": true,
+	"erspan_dscp": true, "erspan_ttl": true, "erspan_queue": true, "erspan_platform_session_id": true,
+	"mirror_timeout_sec": true,
 	// PORT (stand-in)
 	"speed": true, "mtu": true, "index": true,
 }
