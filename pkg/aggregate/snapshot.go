@@ -13,7 +13,8 @@ import (
 
 // Snapshot is everything a job has measured so far. Packet and byte totals are exact (every
 // packet that matched the job's filters); the sampled parts (flows, error details, latency) are
-// computed on 1 in SampleRate of those packets.
+// computed on 1 in SampleRate of those packets. Estimated names the figures that are scaled
+// estimates. docs/DATAPLANE.md defines every figure.
 type Snapshot struct {
 	Ingress, Egress DirectionCounts
 
@@ -28,8 +29,34 @@ type Snapshot struct {
 	FlowsSeen    uint64 // distinct flows inserted into the flow table
 	FlowsEvicted uint64 // flows pushed out of the LRU table before the job ended
 
-	// Latency histograms by metric name ("tcp.rtt", "network.latency"), in nanoseconds.
+	// Latency histograms by metric name ("tcp.rtt", "network.latency"), in nanoseconds. Their
+	// counts are samples taken, never scaled.
 	Latency map[string]Histogram
+
+	// Filtered counts frames on the job's hooks that failed its filters (or, for an ERSPAN
+	// source, were not the job's copies): diagnostics, in no other figure.
+	Filtered uint64
+	// Unparsed counts matching frames whose headers could not be read (beyond what the kernel
+	// could make linear); they are in the totals and nowhere else.
+	Unparsed uint64
+	// Capture is what a pcaplike job's kernel side did with its samples; nil without capture.
+	Capture *CaptureCounts
+}
+
+// CaptureCounts are a pcaplike job's samples as the kernel handled them.
+type CaptureCounts struct {
+	Samples uint64 `json:"samples"` // copied into the ring buffer for user space
+	Lost    uint64 `json:"lost"`    // dropped because the ring buffer was full
+	Capped  uint64 `json:"capped"`  // not taken: the job's packet, byte or rate cap was reached
+}
+
+// Estimated lists the result fields that are estimates (sampled counts scaled by SampleRate),
+// in a fixed order; it is empty when every packet was analysed.
+func (s Snapshot) Estimated() []string {
+	if s.SampleRate <= 1 {
+		return []string{}
+	}
+	return []string{"top_flows", "errors.l3_checksum", "errors.tcp_retrans"}
 }
 
 // DirectionCounts are the exact totals of one direction.
@@ -46,10 +73,25 @@ func (s Snapshot) Bytes() uint64 { return s.Ingress.Bytes + s.Egress.Bytes }
 // Errors counts problems seen. Malformed is exact (every matching packet is parsed); L3Checksum
 // and TCPRetrans are found on sampled packets; L2CRC comes from the port's own counters.
 type Errors struct {
-	L2CRC      uint64 `json:"l2_crc"`
+	L2CRC      uint64 `json:"-"`
+	L2CRCKnown bool   `json:"-"` // the port's counters could be read over the whole window
 	L3Checksum uint64 `json:"l3_checksum"`
 	TCPRetrans uint64 `json:"tcp_retrans"`
 	Malformed  uint64 `json:"malformed"`
+}
+
+// MarshalJSON writes l2_crc only when it is known: a port without SONiC counters has no figure,
+// which is not the same as zero errors.
+func (e Errors) MarshalJSON() ([]byte, error) {
+	type plain Errors
+	v := struct {
+		L2CRC *uint64 `json:"l2_crc,omitempty"`
+		plain
+	}{plain: plain(e)}
+	if e.L2CRCKnown {
+		v.L2CRC = &e.L2CRC
+	}
+	return json.Marshal(v)
 }
 
 // FlowKey identifies a flow. Ports are 0 for protocols without them.
@@ -107,16 +149,24 @@ type resultFlow struct {
 func (s Snapshot) Fields() map[string]string {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	f := map[string]string{
-		"packets_total":   u(s.Packets()),
-		"bytes_total":     u(s.Bytes()),
-		"ingress_packets": u(s.Ingress.Packets),
-		"ingress_bytes":   u(s.Ingress.Bytes),
-		"egress_packets":  u(s.Egress.Packets),
-		"egress_bytes":    u(s.Egress.Bytes),
-		"sample_rate":     u(uint64(max(s.SampleRate, 1))),
-		"sampled_packets": u(s.Sampled),
-		"flows_seen":      u(s.FlowsSeen),
-		"flows_evicted":   u(s.FlowsEvicted),
+		"packets_total":    u(s.Packets()),
+		"bytes_total":      u(s.Bytes()),
+		"ingress_packets":  u(s.Ingress.Packets),
+		"ingress_bytes":    u(s.Ingress.Bytes),
+		"egress_packets":   u(s.Egress.Packets),
+		"egress_bytes":     u(s.Egress.Bytes),
+		"sample_rate":      u(uint64(max(s.SampleRate, 1))),
+		"sampled_packets":  u(s.Sampled),
+		"flows_seen":       u(s.FlowsSeen),
+		"flows_evicted":    u(s.FlowsEvicted),
+		"filtered_packets": u(s.Filtered),
+	}
+	f["estimated"] = mustJSON(s.Estimated())
+	if s.Unparsed > 0 {
+		f["unparsed_packets"] = u(s.Unparsed)
+	}
+	if s.Capture != nil {
+		f["capture"] = mustJSON(s.Capture)
 	}
 	f["errors"] = mustJSON(s.Errors)
 	flows := make([]resultFlow, 0, len(s.TopFlows))

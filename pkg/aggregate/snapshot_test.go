@@ -37,8 +37,12 @@ func TestFields(t *testing.T) {
 		t.Errorf("scalars: %v", f)
 	}
 	var errs map[string]uint64
-	if err := json.Unmarshal([]byte(f["errors"]), &errs); err != nil || errs["tcp_retrans"] != 2 || errs["malformed"] != 1 || len(errs) != 4 {
-		t.Errorf("errors = %s (%v)", f["errors"], err)
+	if err := json.Unmarshal([]byte(f["errors"]), &errs); err != nil || errs["tcp_retrans"] != 2 || errs["malformed"] != 1 || len(errs) != 3 {
+		t.Errorf("errors = %s (%v), want l2_crc left out while unknown", f["errors"], err)
+	}
+	s.Errors.L2CRC, s.Errors.L2CRCKnown = 0, true
+	if got := s.Fields()["errors"]; got != `{"l2_crc":0,"l3_checksum":0,"tcp_retrans":2,"malformed":1}` {
+		t.Errorf("errors with a known l2_crc of 0 = %s", got)
 	}
 	var flows []map[string]any
 	if err := json.Unmarshal([]byte(f["top_flows"]), &flows); err != nil || len(flows) != 1 || flows[0]["5tuple"] != "10.0.0.1:1->10.0.0.2:2/UDP" || flows[0]["bytes"] != 300.0 {
@@ -49,5 +53,28 @@ func TestFields(t *testing.T) {
 	}
 	if _, ok := f["latency_histogram_ns"]; ok {
 		t.Error("latency_histogram_ns present without a network.latency histogram")
+	}
+}
+
+func TestEstimatedAndDiagnostics(t *testing.T) {
+	exact := Snapshot{SampleRate: 1}
+	f := exact.Fields()
+	if f["estimated"] != "[]" || f["filtered_packets"] != "0" {
+		t.Errorf("rate 1: estimated %s filtered %s", f["estimated"], f["filtered_packets"])
+	}
+	if _, ok := f["capture"]; ok {
+		t.Error("capture present without a capture")
+	}
+	if _, ok := f["unparsed_packets"]; ok {
+		t.Error("unparsed_packets present while zero")
+	}
+	s := Snapshot{SampleRate: 100, Filtered: 7, Unparsed: 2, Capture: &CaptureCounts{Samples: 5, Lost: 1, Capped: 3}}
+	f = s.Fields()
+	var est []string
+	if err := json.Unmarshal([]byte(f["estimated"]), &est); err != nil || len(est) != 3 || est[0] != "top_flows" {
+		t.Errorf("estimated = %s (%v)", f["estimated"], err)
+	}
+	if f["filtered_packets"] != "7" || f["unparsed_packets"] != "2" || f["capture"] != `{"samples":5,"lost":1,"capped":3}` {
+		t.Errorf("diagnostics: %v", f)
 	}
 }

@@ -1,13 +1,17 @@
-// Package datapath owns telegen's eBPF data path: it loads the tc observer program, attaches it
-// to a port with TCX or clsact, pins what must outlive the process, adopts what a previous
-// process left running, and sweeps what nobody owns any more.
+// Package datapath owns telegen's eBPF data path: it loads a job's tc observer program with the
+// job's filters, sampling and features as load-time constants, attaches it to a port with TCX
+// or clsact, reads what it measured (totals, errors, flows, latency, pcaplike samples), pins
+// what must outlive the process, adopts what a previous process left running, and sweeps what
+// nobody owns any more. What is measured, and how, is docs/DATAPLANE.md.
 //
 // It is the only package that imports cilium/ebpf and vishvananda/netlink; its API speaks in
-// plain Go types. A Manager works in the network namespace of the calling thread.
+// plain Go types (and aggregate's). A Manager works in the network namespace of the calling
+// thread.
 //
 // Kernel objects of ours, and how they are recognised:
 //
-//   - <PinDir>/<jobID>/stats: the job's per-CPU counter map.
+//   - <PinDir>/<jobID>/stats, flows4, flows6, latency, capstate, config (the job's constants,
+//     .rodata), samples (pcaplike jobs): the job's maps.
 //   - <PinDir>/<jobID>/tcx_ingress, tcx_egress: the job's TCX links (TCX mode).
 //   - <PinDir>/<jobID>/clsact_ingress, clsact_egress: the job's programs (clsact mode; the
 //     filter holds the program in the kernel, the pin lets Adopt match filter and job).
@@ -26,6 +30,8 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 )
 
 // Defaults for Config.
@@ -92,13 +98,100 @@ type Config struct {
 	StateDir string
 }
 
-// Job says what to observe.
+// Job says what to observe and how.
 type Job struct {
 	ID        string
 	Interface string
 	Ingress   bool
 	Egress    bool
+
+	// Filter selects the frames the job counts; the zero Filter passes every frame.
+	Filter Filter
+	// SampleRate sends 1 in SampleRate matching frames (on average, at random) through the
+	// sampled analysis: checksum, flows, retransmissions, tcp.rtt and capture. 0 and 1 mean
+	// every frame. Totals and malformed are exact whatever the rate.
+	SampleRate uint32
+	// TopK is how many flows Snapshot(true) reports (0: DefaultTopK). It also sizes the flow
+	// tables: FlowTableSize(TopK) conversations per address family.
+	TopK int
+	// Capture streams the first bytes of sampled frames to Run.Samples (result_detail
+	// pcaplike); nil is off.
+	Capture *CaptureConfig
+	// ERSPAN says that the interface receives ERSPAN copies (GRE, type I, II or III): the job
+	// analyses the mirrored frames inside those of this session and ignores everything else.
+	// nil: the interface carries the frames themselves.
+	ERSPAN *ERSPAN
 }
+
+// Filter selects frames. Each set field must match; an empty one matches everything. A filter on
+// a field a frame does not have fails: a port filter drops ICMP and non-first fragments, an
+// address, protocol or DSCP filter drops frames that are not IP.
+type Filter struct {
+	VLAN     uint16      // 1-4094: either of the frame's two outer VLAN tags carries this VID
+	IPProtos []uint8     // the IP protocol (IPv6: after the extension headers)
+	SrcPorts []PortRange // TCP, UDP and SCTP source port
+	DstPorts []PortRange
+	SrcCIDR  netip.Prefix // invalid = any; IPv4 prefixes drop IPv6 frames and vice versa
+	DstCIDR  netip.Prefix
+	DSCPs    []uint8 // 0-63
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+// CaptureConfig bounds what a pcaplike job copies to user space. The kernel enforces every cap;
+// a frame over a cap is counted in the snapshot's Capture.Capped.
+type CaptureConfig struct {
+	SnapLen    uint32 // bytes kept of each frame (0: DefaultSnapLen; at most MaxSnapLen)
+	MaxPackets uint64 // samples in all (0: no cap)
+	MaxBytes   uint64 // captured bytes in all (0: no cap)
+	RatePPS    uint32 // samples per second (0: no cap)
+}
+
+// ERSPAN selects the ERSPAN copies a job analyses.
+type ERSPAN struct {
+	// SessionID is the ERSPAN session (0-1023) of the job's copies; -1 takes every session
+	// and type I copies, which carry none.
+	SessionID int
+}
+
+// Sample is the first bytes of one sampled frame of a pcaplike job.
+type Sample struct {
+	Time      time.Time // when the program saw it
+	Ifindex   int
+	Direction string // HookIngress or HookEgress
+	WireLen   uint32 // the frame's length on the wire (a VLAN tag in metadata counted)
+	Data      []byte // its first SnapLen bytes, a VLAN tag in metadata put back in place
+}
+
+// Sizes and defaults.
+const (
+	DefaultTopK    = 1024
+	MinFlowTable   = 1024
+	MaxFlowTable   = 65536
+	DefaultSnapLen = 128
+	MaxSnapLen     = 9216
+)
+
+// FlowTableSize is the number of conversations each flow table (IPv4, IPv6) of a job with this
+// topK holds: 4 × topK within [MinFlowTable, MaxFlowTable].
+func FlowTableSize(topK int) int {
+	if topK <= 0 {
+		topK = DefaultTopK
+	}
+	return min(max(4*topK, MinFlowTable), MaxFlowTable)
+}
+
+// latencyBounds are the upper bounds, in nanoseconds, of the latency histograms' buckets:
+// 1-2-5 steps from 1 µs to 10 s. Values above the last bound have a bucket of their own.
+var latencyBounds = []uint64{
+	1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5,
+	1e6, 2e6, 5e6, 1e7, 2e7, 5e7, 1e8, 2e8, 5e8,
+	1e9, 2e9, 5e9, 1e10,
+}
+
+// LatencyBounds returns the bucket bounds of the tcp.rtt and network.latency histograms (ns).
+func LatencyBounds() []uint64 { return append([]uint64(nil), latencyBounds...) }
 
 // Counters are a job's totals since it started, summed over CPUs. Bytes are wire frame lengths
 // without FCS, including a VLAN tag the kernel moved to metadata.
@@ -130,6 +223,32 @@ func (j Job) validate() error {
 	}
 	if !j.Ingress && !j.Egress {
 		return fmt.Errorf("job %q: direction: neither ingress nor egress", j.ID)
+	}
+	f := j.Filter
+	if f.VLAN > 4094 {
+		return fmt.Errorf("job %q: vlan: %d is not 0-4094", j.ID, f.VLAN)
+	}
+	for _, d := range f.DSCPs {
+		if d > 63 {
+			return fmt.Errorf("job %q: dscp: %d is not 0-63", j.ID, d)
+		}
+	}
+	for _, r := range append(append([]PortRange(nil), f.SrcPorts...), f.DstPorts...) {
+		if r.Lo > r.Hi {
+			return fmt.Errorf("job %q: port range %d-%d: start exceeds end", j.ID, r.Lo, r.Hi)
+		}
+	}
+	if j.SampleRate > 1<<24 {
+		return fmt.Errorf("job %q: sample rate: %d exceeds %d", j.ID, j.SampleRate, 1<<24)
+	}
+	if j.TopK < 0 || j.TopK > MaxFlowTable {
+		return fmt.Errorf("job %q: topk: %d is not 0-%d", j.ID, j.TopK, MaxFlowTable)
+	}
+	if c := j.Capture; c != nil && c.SnapLen > MaxSnapLen {
+		return fmt.Errorf("job %q: capture snap length: %d exceeds %d", j.ID, c.SnapLen, MaxSnapLen)
+	}
+	if e := j.ERSPAN; e != nil && (e.SessionID < -1 || e.SessionID > 1023) {
+		return fmt.Errorf("job %q: erspan session id: %d is not -1 or 0-1023", j.ID, e.SessionID)
 	}
 	return nil
 }

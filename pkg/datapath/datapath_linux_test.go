@@ -196,11 +196,11 @@ func waitCounters(t *testing.T, r *Run, want Counters) {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -216,45 +216,39 @@ func TestPrograms(t *testing.T) {
 	for _, f := range frames {
 		bytes += uint64(len(f))
 	}
+	spec, err := loadTelegen()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		prog string
-		dir  telegenDirection
+		dir  int
 	}{
-		{telegenProgTelegenTcxIn, telegenDirectionDIR_INGRESS},
-		{telegenProgTelegenTcxEg, telegenDirectionDIR_EGRESS},
-		{telegenProgTelegenTcIn, telegenDirectionDIR_INGRESS},
-		{telegenProgTelegenTcEg, telegenDirectionDIR_EGRESS},
+		{telegenProgTelegenTcxIn, 0},
+		{telegenProgTelegenTcxEg, 1},
+		{telegenProgTelegenTcIn, 0},
+		{telegenProgTelegenTcEg, 1},
 	} {
 		t.Run(tc.prog, func(t *testing.T) {
-			var objs telegenObjects
-			if err := loadTelegenObjects(&objs, nil); err != nil {
+			coll, err := ebpf.NewCollection(spec)
+			if err != nil {
 				t.Fatal(err)
 			}
-			defer objs.Close()
-			coll := map[string]*ebpf.Program{
-				telegenProgTelegenTcxIn: objs.TelegenTcxIn, telegenProgTelegenTcxEg: objs.TelegenTcxEg,
-				telegenProgTelegenTcIn: objs.TelegenTcIn, telegenProgTelegenTcEg: objs.TelegenTcEg,
+			defer coll.Close()
+			p := &progUnderTest{t: t, prog: coll.Programs[tc.prog],
+				run: &Run{m: &Manager{spec: spec}, set: Job{}.settings(), maps: mapsOf(coll.Maps)}}
+			p.send(frames...)
+			st, err := p.run.readStats()
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, f := range frames {
-				ret, err := coll[tc.prog].Run(&ebpf.RunOptions{Data: f})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if int32(ret) != -1 {
-					t.Fatalf("returned %d, want -1", int32(ret))
-				}
-			}
-			for _, dir := range []telegenDirection{telegenDirectionDIR_INGRESS, telegenDirectionDIR_EGRESS} {
-				got, err := sumStats(objs.Stats, dir)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want := telegenDirStats{}
+			for dir := range 2 {
+				var want [2]uint64
 				if dir == tc.dir {
-					want = telegenDirStats{Packets: uint64(len(frames)), Bytes: bytes}
+					want = [2]uint64{uint64(len(frames)), bytes}
 				}
-				if got.Packets != want.Packets || got.Bytes != want.Bytes {
-					t.Errorf("direction %d: %+v, want %+v", dir, got, want)
+				if got := [2]uint64{st[dir].Packets, st[dir].Bytes}; got != want {
+					t.Errorf("direction %d: packets, bytes = %v, want %v", dir, got, want)
 				}
 			}
 		})
@@ -715,9 +709,11 @@ func TestAutoMode(t *testing.T) {
 }
 
 // TestStartLatency: Start must be fast, because a job's way from CONFIG_DB to running has a
-// 50 ms budget. clsact takes about 1 ms. Each TCX attach (and detach) waits for an RCU grace
-// period under the rtnl lock in the kernel (tcx_entry_sync), 8-15 ms apiece on a HZ=250 host,
-// whatever user space does; that is reported, and held to the 50 ms budget.
+// 50 ms budget. Loading a job's two program instances costs about 6 ms here (the kernel
+// verifies each, ~3000 instructions, in parallel; twice that under -race, which slows the
+// loader's Go side): clsact is held to 25 ms. Each TCX attach (and detach) also waits for an
+// RCU grace period under the rtnl lock in the kernel (tcx_entry_sync), 8-15 ms apiece on a
+// HZ=250 host, whatever user space does; that is reported, and held to the 50 ms budget.
 func TestStartLatency(t *testing.T) {
 	e := newEnv(t)
 	for _, mode := range modes {
@@ -740,7 +736,7 @@ func TestStartLatency(t *testing.T) {
 			slices.Sort(took)
 			p50, max := took[len(took)/2], took[len(took)-1]
 			t.Logf("Start (both hooks) p50 %v, max %v", p50, max)
-			limit := 10 * time.Millisecond
+			limit := 25 * time.Millisecond
 			if mode == AttachTCX {
 				limit = 50 * time.Millisecond
 			}

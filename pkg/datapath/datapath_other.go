@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+
+	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
 )
 
 var errNotLinux = errors.New("datapath: eBPF tc programs need linux")
@@ -33,6 +35,15 @@ type Run struct{}
 
 // Counters fails outside linux.
 func (*Run) Counters() (Counters, error) { return Counters{}, errNotLinux }
+
+// Snapshot fails outside linux.
+func (*Run) Snapshot(bool) (aggregate.Snapshot, error) { return aggregate.Snapshot{}, errNotLinux }
+
+// Samples is nil outside linux.
+func (*Run) Samples() <-chan Sample { return nil }
+
+// SampleRate is 0 outside linux.
+func (*Run) SampleRate() uint32 { return 0 }
 
 // Interface is empty outside linux.
 func (*Run) Interface() string { return "" }

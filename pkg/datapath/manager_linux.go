@@ -136,19 +136,20 @@ func (m *Manager) setTCX(s tcxSupport) {
 }
 
 func (m *Manager) start(job Job, ifindex int, mode string) (_ *Run, err error) {
-	r := &Run{m: m, jobID: job.ID, iface: job.Interface, ifindex: ifindex, mode: mode}
+	set := job.settings()
+	r := &Run{m: m, jobID: job.ID, iface: job.Interface, ifindex: ifindex, mode: mode, set: set}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, r.undoAll())
 		}
 	}()
 
-	coll, err := m.load(mode, job.hooks())
+	coll, err := m.load(job, set, mode)
 	if err != nil {
 		return nil, err
 	}
 	r.push("close objects", func() error { coll.Close(); return nil })
-	r.stats = coll.Maps[telegenMapStats]
+	r.maps = mapsOf(coll.Maps)
 
 	dir := m.jobDir(job.ID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -158,8 +159,18 @@ func (m *Manager) start(job Job, ifindex int, mode string) (_ *Run, err error) {
 		return nil, fmt.Errorf("job %q: pin dir: %w", job.ID, err)
 	}
 	r.push("remove pins", func() error { return os.RemoveAll(dir) })
-	if err := r.stats.Pin(filepath.Join(dir, statsPin)); err != nil {
-		return nil, fmt.Errorf("job %q: pin counters: %w", job.ID, err)
+	for pin, name := range mapPins {
+		if name == telegenMapSamples && set.capture == nil {
+			continue
+		}
+		if err := coll.Maps[name].Pin(filepath.Join(dir, pin)); err != nil {
+			return nil, fmt.Errorf("job %q: pin map %s: %w", job.ID, pin, err)
+		}
+	}
+	if set.capture != nil {
+		if err := r.startCapture(); err != nil {
+			return nil, fmt.Errorf("job %q: %w", job.ID, err)
+		}
 	}
 
 	if mode == ModeClsact {
@@ -183,21 +194,70 @@ func (m *Manager) start(job Job, ifindex int, mode string) (_ *Run, err error) {
 	return r, nil
 }
 
-// load creates the job's map and the programs for its hooks from a copy of the parsed spec.
-func (m *Manager) load(mode string, hs []string) (*ebpf.Collection, error) {
+// load creates the job's maps and the programs for its hooks from a copy of the parsed spec,
+// with the job's constants and map sizes. The programs are verified in parallel: verification
+// is most of a job's start-up time.
+func (m *Manager) load(job Job, set settings, mode string) (_ *ebpf.Collection, err error) {
 	spec := m.spec.Copy()
-	want := make(map[string]bool)
-	for _, h := range hs {
-		want[progName(mode, h)] = true
-	}
-	for name := range spec.Programs {
-		if !want[name] {
-			delete(spec.Programs, name)
+	for name, v := range job.consts(set) {
+		vs := spec.Variables[name]
+		if vs == nil {
+			return nil, fmt.Errorf("load eBPF programs: constant %s missing from the object", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return nil, fmt.Errorf("load eBPF programs: constant %s: %w", name, err)
 		}
 	}
+	spec.Maps[telegenMapFlows4].MaxEntries = uint32(set.flowTable)
+	spec.Maps[telegenMapFlows6].MaxEntries = uint32(set.flowTable)
+	if set.capture != nil {
+		spec.Maps[telegenMapSamples].MaxEntries = uint32(set.ringSize)
+	}
+
+	// The maps (and constants) first, then each program on its own against them.
+	progSpecs := spec.Programs
+	spec.Programs = nil
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
-		return nil, fmt.Errorf("load eBPF programs: %w", err)
+		return nil, fmt.Errorf("load eBPF maps: %w", err)
+	}
+	coll.Programs = make(map[string]*ebpf.Program)
+	defer func() {
+		if err != nil {
+			coll.Close()
+		}
+	}()
+	hooks := job.hooks()
+	specs := make([]*ebpf.CollectionSpec, len(hooks))
+	for i, h := range hooks {
+		name := progName(mode, h)
+		ps := *spec
+		ps.Programs = map[string]*ebpf.ProgramSpec{name: progSpecs[name].Copy()}
+		specs[i] = &ps
+	}
+	progs := make([]*ebpf.Program, len(hooks))
+	errs := make([]error, len(hooks))
+	var wg sync.WaitGroup
+	for i, h := range hooks {
+		wg.Go(func() {
+			name := progName(mode, h)
+			c, err := ebpf.NewCollectionWithOptions(specs[i], ebpf.CollectionOptions{MapReplacements: coll.Maps})
+			if err != nil {
+				errs[i] = fmt.Errorf("load eBPF program %s: %w", name, err)
+				return
+			}
+			progs[i] = c.DetachProgram(name)
+			c.Close()
+		})
+	}
+	wg.Wait()
+	for i, h := range hooks {
+		if progs[i] != nil {
+			coll.Programs[progName(mode, h)] = progs[i]
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return coll, nil
 }
@@ -282,16 +342,17 @@ func (m *Manager) Adopt(jobID string) (_ *Run, err error) {
 		}
 	}()
 
-	stats, err := ebpf.LoadPinnedMap(filepath.Join(dir, statsPin), nil)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, notFound("no counters pinned")
-	}
+	maps, err := m.adoptMaps(dir, entries)
 	if err != nil {
-		return nil, fmt.Errorf("adopt job %q: counters: %w", jobID, err)
+		return nil, fmt.Errorf("adopt job %q: %w", jobID, err)
 	}
-	closers = append(closers, stats.Close)
-	if err := m.spec.Maps[telegenMapStats].Compatible(stats); err != nil {
-		return nil, notFound("pinned counters from another version: %v", err)
+	closers = append(closers, func() error { maps.close(); return nil })
+	set, err := loadSettings(m.spec, maps.config, int(maps.flows4.MaxEntries()))
+	if err != nil {
+		return nil, notFound("%v", err)
+	}
+	if set.capture != nil && maps.samples == nil {
+		return nil, notFound("no ring buffer pinned for its capture")
 	}
 
 	type hookState struct {
@@ -307,7 +368,7 @@ func (m *Manager) Adopt(jobID string) (_ *Run, err error) {
 	for _, e := range entries {
 		pmode, hook, ok := parsePinName(e.Name())
 		if !ok {
-			if e.Name() == statsPin {
+			if _, isMap := mapPins[e.Name()]; isMap {
 				continue
 			}
 			return nil, notFound("unknown pin %q", e.Name())
@@ -367,9 +428,14 @@ func (m *Manager) Adopt(jobID string) (_ *Run, err error) {
 		return nil, notFound("interface %d: %v", ifindex, err)
 	}
 
-	r := &Run{m: m, jobID: jobID, iface: l.Attrs().Name, ifindex: ifindex, mode: mode, stats: stats}
-	r.push("close counters", stats.Close)
+	r := &Run{m: m, jobID: jobID, iface: l.Attrs().Name, ifindex: ifindex, mode: mode, set: set, maps: maps}
+	r.push("close maps", func() error { maps.close(); return nil })
 	r.push("remove pins", func() error { return os.RemoveAll(dir) })
+	if set.capture != nil {
+		if err := r.startCapture(); err != nil {
+			return nil, fmt.Errorf("adopt job %q: %w", jobID, err) // the maps close (closers)
+		}
+	}
 	if mode == ModeClsact {
 		r.push("release clsact qdisc", func() error { return m.releaseClsact(ifindex) })
 	}

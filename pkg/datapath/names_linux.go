@@ -18,6 +18,8 @@ import (
 // Names that identify our kernel objects; see the package comment.
 const (
 	statsPin = "stats"
+	// configPin is the job's constants (.rodata), read back by Adopt.
+	configPin = "config"
 
 	// filterPrefix starts the name of every cls_bpf filter of ours: "telegen:<jobID>:<hook>".
 	filterPrefix = "telegen:"
@@ -54,10 +56,23 @@ func parsePinName(name string) (mode, hook string, ok bool) {
 	return mode, hook, ok
 }
 
+// mapPins maps the pin name of each of a job's maps to the map's name in the object. The
+// ring buffer (samples) is pinned for pcaplike jobs only.
+var mapPins = map[string]string{
+	statsPin:   telegenMapStats,
+	"flows4":   telegenMapFlows4,
+	"flows6":   telegenMapFlows6,
+	"latency":  telegenMapLatency,
+	"capstate": telegenMapCapstate,
+	"samples":  telegenMapSamples,
+	configPin:  ".rodata",
+}
+
 // ourPin reports whether a name in a job's pin directory is one we create.
 func ourPin(name string) bool {
 	_, _, ok := parsePinName(name)
-	return ok || name == statsPin
+	_, isMap := mapPins[name]
+	return ok || isMap
 }
 
 func filterName(jobID, hook string) string { return filterPrefix + jobID + ":" + hook }

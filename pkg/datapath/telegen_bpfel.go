@@ -13,10 +13,31 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type telegenCaptureState struct {
+	_        structs.HostLayout
+	Packets  uint64
+	Bytes    uint64
+	WinStart uint64
+	WinCount uint64
+}
+
 type telegenDirStats struct {
-	_       structs.HostLayout
-	Packets uint64
-	Bytes   uint64
+	_              structs.HostLayout
+	Packets        uint64
+	Bytes          uint64
+	Sampled        uint64
+	Malformed      uint64
+	Filtered       uint64
+	L3Checksum     uint64
+	TcpRetrans     uint64
+	FlowInserts    uint64
+	FlowErrors     uint64
+	CaptureSamples uint64
+	CaptureLost    uint64
+	CaptureCapped  uint64
+	Unparsed       uint64
+	NotErspan      uint64
+	Countdown      uint64
 }
 
 type telegenDirection uint32
@@ -27,15 +48,101 @@ const (
 	telegenDirectionDIR_MAX     telegenDirection = 2
 )
 
+type telegenFlow4Key struct {
+	_     structs.HostLayout
+	Addr  [2]uint32
+	Port  [2]uint16
+	Vlan  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type telegenFlow6Key struct {
+	_     structs.HostLayout
+	Addr  [2][16]uint8
+	Port  [2]uint16
+	Vlan  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type telegenFlowDir struct {
+	_        structs.HostLayout
+	Packets  uint64
+	Bytes    uint64
+	FirstNs  uint64
+	LastNs   uint64
+	ProbeNs  uint64
+	SeqEnd   uint32
+	ProbeAck uint32
+	TcpFlags uint8
+	SeqValid uint8
+	Pad      [6]uint8
+}
+
+type telegenFlowVal struct {
+	_      structs.HostLayout
+	D      [2]telegenFlowDir
+	SynNs  uint64
+	SynIsn uint32
+	SynDir uint8
+	Pad    [3]uint8
+}
+
+type telegenHist struct {
+	_      structs.HostLayout
+	Counts [32]uint64
+	Sum    uint64
+}
+
+type telegenHistId uint32
+
+const (
+	telegenHistIdHIST_TCP_RTT     telegenHistId = 0
+	telegenHistIdHIST_NET_LATENCY telegenHistId = 1
+	telegenHistIdHIST_MAX         telegenHistId = 2
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	telegenMapStats         = "stats"
-	telegenProgTelegenTcEg  = "telegen_tc_eg"
-	telegenProgTelegenTcIn  = "telegen_tc_in"
-	telegenProgTelegenTcxEg = "telegen_tcx_eg"
-	telegenProgTelegenTcxIn = "telegen_tcx_in"
+	telegenMapCapstate         = "capstate"
+	telegenMapFlows4           = "flows4"
+	telegenMapFlows6           = "flows6"
+	telegenMapLatency          = "latency"
+	telegenMapSamples          = "samples"
+	telegenMapStats            = "stats"
+	telegenProgTelegenTcEg     = "telegen_tc_eg"
+	telegenProgTelegenTcIn     = "telegen_tc_in"
+	telegenProgTelegenTcxEg    = "telegen_tcx_eg"
+	telegenProgTelegenTcxIn    = "telegen_tcx_in"
+	telegenVarCfgCapMaxBytes   = "cfg_cap_max_bytes"
+	telegenVarCfgCapMaxPackets = "cfg_cap_max_packets"
+	telegenVarCfgCapRate       = "cfg_cap_rate"
+	telegenVarCfgDports        = "cfg_dports"
+	telegenVarCfgDscps         = "cfg_dscps"
+	telegenVarCfgDst4          = "cfg_dst4"
+	telegenVarCfgDst4Mask      = "cfg_dst4_mask"
+	telegenVarCfgDst6          = "cfg_dst6"
+	telegenVarCfgDst6Mask      = "cfg_dst6_mask"
+	telegenVarCfgErspanSession = "cfg_erspan_session"
+	telegenVarCfgFeatures      = "cfg_features"
+	telegenVarCfgFilters       = "cfg_filters"
+	telegenVarCfgGaps          = "cfg_gaps"
+	telegenVarCfgLatBounds     = "cfg_lat_bounds"
+	telegenVarCfgProtos        = "cfg_protos"
+	telegenVarCfgSampleRate    = "cfg_sample_rate"
+	telegenVarCfgSnaplen       = "cfg_snaplen"
+	telegenVarCfgSports        = "cfg_sports"
+	telegenVarCfgSrc4          = "cfg_src4"
+	telegenVarCfgSrc4Mask      = "cfg_src4_mask"
+	telegenVarCfgSrc6          = "cfg_src6"
+	telegenVarCfgSrc6Mask      = "cfg_src6_mask"
+	telegenVarCfgTopk          = "cfg_topk"
+	telegenVarCfgVlan          = "cfg_vlan"
+	telegenVarCfgWakeup        = "cfg_wakeup"
+	telegenVarZeroFlow         = "zero_flow"
 )
 
 // loadTelegen returns the embedded CollectionSpec for telegen.
@@ -90,13 +197,44 @@ type telegenProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type telegenMapSpecs struct {
-	Stats *ebpf.MapSpec `ebpf:"stats"`
+	Capstate *ebpf.MapSpec `ebpf:"capstate"`
+	Flows4   *ebpf.MapSpec `ebpf:"flows4"`
+	Flows6   *ebpf.MapSpec `ebpf:"flows6"`
+	Latency  *ebpf.MapSpec `ebpf:"latency"`
+	Samples  *ebpf.MapSpec `ebpf:"samples"`
+	Stats    *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // telegenVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type telegenVariableSpecs struct {
+	CfgCapMaxBytes   *ebpf.VariableSpec `ebpf:"cfg_cap_max_bytes"`
+	CfgCapMaxPackets *ebpf.VariableSpec `ebpf:"cfg_cap_max_packets"`
+	CfgCapRate       *ebpf.VariableSpec `ebpf:"cfg_cap_rate"`
+	CfgDports        *ebpf.VariableSpec `ebpf:"cfg_dports"`
+	CfgDscps         *ebpf.VariableSpec `ebpf:"cfg_dscps"`
+	CfgDst4          *ebpf.VariableSpec `ebpf:"cfg_dst4"`
+	CfgDst4Mask      *ebpf.VariableSpec `ebpf:"cfg_dst4_mask"`
+	CfgDst6          *ebpf.VariableSpec `ebpf:"cfg_dst6"`
+	CfgDst6Mask      *ebpf.VariableSpec `ebpf:"cfg_dst6_mask"`
+	CfgErspanSession *ebpf.VariableSpec `ebpf:"cfg_erspan_session"`
+	CfgFeatures      *ebpf.VariableSpec `ebpf:"cfg_features"`
+	CfgFilters       *ebpf.VariableSpec `ebpf:"cfg_filters"`
+	CfgGaps          *ebpf.VariableSpec `ebpf:"cfg_gaps"`
+	CfgLatBounds     *ebpf.VariableSpec `ebpf:"cfg_lat_bounds"`
+	CfgProtos        *ebpf.VariableSpec `ebpf:"cfg_protos"`
+	CfgSampleRate    *ebpf.VariableSpec `ebpf:"cfg_sample_rate"`
+	CfgSnaplen       *ebpf.VariableSpec `ebpf:"cfg_snaplen"`
+	CfgSports        *ebpf.VariableSpec `ebpf:"cfg_sports"`
+	CfgSrc4          *ebpf.VariableSpec `ebpf:"cfg_src4"`
+	CfgSrc4Mask      *ebpf.VariableSpec `ebpf:"cfg_src4_mask"`
+	CfgSrc6          *ebpf.VariableSpec `ebpf:"cfg_src6"`
+	CfgSrc6Mask      *ebpf.VariableSpec `ebpf:"cfg_src6_mask"`
+	CfgTopk          *ebpf.VariableSpec `ebpf:"cfg_topk"`
+	CfgVlan          *ebpf.VariableSpec `ebpf:"cfg_vlan"`
+	CfgWakeup        *ebpf.VariableSpec `ebpf:"cfg_wakeup"`
+	ZeroFlow         *ebpf.VariableSpec `ebpf:"zero_flow"`
 }
 
 // telegenObjects contains all objects after they have been loaded into the kernel.
@@ -119,11 +257,21 @@ func (o *telegenObjects) Close() error {
 //
 // It can be passed to loadTelegenObjects or ebpf.CollectionSpec.LoadAndAssign.
 type telegenMaps struct {
-	Stats *ebpf.Map `ebpf:"stats"`
+	Capstate *ebpf.Map `ebpf:"capstate"`
+	Flows4   *ebpf.Map `ebpf:"flows4"`
+	Flows6   *ebpf.Map `ebpf:"flows6"`
+	Latency  *ebpf.Map `ebpf:"latency"`
+	Samples  *ebpf.Map `ebpf:"samples"`
+	Stats    *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *telegenMaps) Close() error {
 	return _TelegenClose(
+		m.Capstate,
+		m.Flows4,
+		m.Flows6,
+		m.Latency,
+		m.Samples,
 		m.Stats,
 	)
 }
@@ -132,6 +280,32 @@ func (m *telegenMaps) Close() error {
 //
 // It can be passed to loadTelegenObjects or ebpf.CollectionSpec.LoadAndAssign.
 type telegenVariables struct {
+	CfgCapMaxBytes   *ebpf.Variable `ebpf:"cfg_cap_max_bytes"`
+	CfgCapMaxPackets *ebpf.Variable `ebpf:"cfg_cap_max_packets"`
+	CfgCapRate       *ebpf.Variable `ebpf:"cfg_cap_rate"`
+	CfgDports        *ebpf.Variable `ebpf:"cfg_dports"`
+	CfgDscps         *ebpf.Variable `ebpf:"cfg_dscps"`
+	CfgDst4          *ebpf.Variable `ebpf:"cfg_dst4"`
+	CfgDst4Mask      *ebpf.Variable `ebpf:"cfg_dst4_mask"`
+	CfgDst6          *ebpf.Variable `ebpf:"cfg_dst6"`
+	CfgDst6Mask      *ebpf.Variable `ebpf:"cfg_dst6_mask"`
+	CfgErspanSession *ebpf.Variable `ebpf:"cfg_erspan_session"`
+	CfgFeatures      *ebpf.Variable `ebpf:"cfg_features"`
+	CfgFilters       *ebpf.Variable `ebpf:"cfg_filters"`
+	CfgGaps          *ebpf.Variable `ebpf:"cfg_gaps"`
+	CfgLatBounds     *ebpf.Variable `ebpf:"cfg_lat_bounds"`
+	CfgProtos        *ebpf.Variable `ebpf:"cfg_protos"`
+	CfgSampleRate    *ebpf.Variable `ebpf:"cfg_sample_rate"`
+	CfgSnaplen       *ebpf.Variable `ebpf:"cfg_snaplen"`
+	CfgSports        *ebpf.Variable `ebpf:"cfg_sports"`
+	CfgSrc4          *ebpf.Variable `ebpf:"cfg_src4"`
+	CfgSrc4Mask      *ebpf.Variable `ebpf:"cfg_src4_mask"`
+	CfgSrc6          *ebpf.Variable `ebpf:"cfg_src6"`
+	CfgSrc6Mask      *ebpf.Variable `ebpf:"cfg_src6_mask"`
+	CfgTopk          *ebpf.Variable `ebpf:"cfg_topk"`
+	CfgVlan          *ebpf.Variable `ebpf:"cfg_vlan"`
+	CfgWakeup        *ebpf.Variable `ebpf:"cfg_wakeup"`
+	ZeroFlow         *ebpf.Variable `ebpf:"zero_flow"`
 }
 
 // telegenPrograms contains all programs after they have been loaded into the kernel.

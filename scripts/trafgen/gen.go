@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -25,10 +26,14 @@ var mixes = map[string][]flowKind{
 		{true, l4TCP, false}, {true, l4UDP, false}, {true, l4ICMP, false},
 		{false, l4TCP, true}, {true, l4UDP, true}, {false, l4ICMP, true},
 	},
+	// retrans: TCP conversations in both directions with retransmissions (retransFrames).
+	"retrans": {{false, l4TCP, false}, {true, l4TCP, false}, {false, l4TCP, true}, {true, l4TCP, true}},
+	// badcsum: the "all" mix with corrupt IPv4 header checksums (badChecksums).
+	"badcsum": nil,
 }
 
 // mixNames is the -mix help text, in a fixed order.
-const mixNames = "basic|flows|vlan|ipv6|all"
+const mixNames = "basic|flows|vlan|ipv6|all|retrans|badcsum"
 
 // Per-flow attributes cycle through these lists, so every mix carries several values of each.
 var (
@@ -193,6 +198,17 @@ func frames(mix string, n, k int, seed uint64, size sizeDist) ([][]byte, error) 
 	if n < 0 {
 		return nil, fmt.Errorf("-n: %d is negative", n)
 	}
+	switch mix {
+	case "retrans":
+		return retransFrames(n, k, seed, size)
+	case "badcsum":
+		all, err := frames("all", n, k, seed, size)
+		if err != nil {
+			return nil, err
+		}
+		badChecksums(all, seed)
+		return all, nil
+	}
 	flows, err := newFlows(mix, k, seed)
 	if err != nil {
 		return nil, err
@@ -217,4 +233,97 @@ func (r *splitmix) next() uint64 {
 	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
 	z = (z ^ z>>27) * 0x94d049bb133111eb
 	return z ^ z>>31
+}
+
+// badCsumShare is the share of IPv4 frames whose header checksum badChecksums corrupts.
+const badCsumShare = 8 // one in 8
+
+// badChecksums corrupts the IPv4 header checksum of about one IPv4 frame in badCsumShare
+// (chosen from seed), leaving everything else, the L4 checksum included, as it was.
+func badChecksums(frames [][]byte, seed uint64) {
+	rng := newRand(seed ^ 0x6373756d)
+	for _, b := range frames {
+		off := ethHeaderLen - 2
+		if binary.BigEndian.Uint16(b[off:]) == etherTypeVLAN {
+			off += vlanTagLen
+		}
+		if binary.BigEndian.Uint16(b[off:]) != etherTypeIPv4 || rng.next()%badCsumShare != 0 {
+			continue
+		}
+		b[off+2+10] ^= 0x5a // the checksum's high byte: never right again
+	}
+}
+
+// conversation is one TCP connection of the retrans mix: a client (a) and a server (b).
+type conversation struct {
+	a, b         *flow
+	aNext, bNext uint32      // next sequence number of each side
+	segs         [][2]uint32 // the client's segments not yet acknowledged: seq, length
+	step         int
+}
+
+// retransCycle is what a conversation does after its handshake, turn by turn: three new data
+// segments from the client; the server acknowledges the first; a keep-alive; the client
+// retransmits the oldest unacknowledged segment (then at least two frames of this conversation
+// after its newest data, so tshark calls it a retransmission, not out-of-order); the server
+// sends data acknowledging everything; the client acknowledges it.
+var retransCycle = []string{"data", "data", "data", "ack1", "keepalive", "retrans", "serverdata", "clientack"}
+
+// retransFrames builds the retrans mix: k TCP conversations (IPv4, IPv6, tagged or not),
+// interleaved at random, each opening with a handshake (three frames in a row) and then
+// repeating retransCycle. One frame in eight is a retransmission.
+func retransFrames(n, k int, seed uint64, size sizeDist) ([][]byte, error) {
+	flows, err := newFlows("retrans", k, seed)
+	if err != nil {
+		return nil, err
+	}
+	rng := newRand(seed ^ 0x72657472)
+	convs := make([]*conversation, k)
+	for i, f := range flows {
+		convs[i] = &conversation{a: f, b: f.reverse(), aNext: f.seq, bNext: uint32(rng.next())}
+	}
+	payload := func(f *flow) int {
+		return max(1, min(size.pick(rng), f.maxFrameLen())-f.headerLen())
+	}
+	out := make([][]byte, 0, n)
+	for len(out) < n {
+		c := convs[rng.next()%uint64(k)]
+		if c.step == 0 {
+			syn := c.a.segment(c.aNext, 0, 0x02, 0)
+			synack := c.b.segment(c.bNext, c.aNext+1, 0x12, 0)
+			c.aNext++
+			c.bNext++
+			ack := c.a.segment(c.aNext, c.bNext, 0x10, 0)
+			out = append(out, syn, synack, ack)
+			c.step++
+			continue
+		}
+		var fr []byte
+		switch retransCycle[(c.step-1)%len(retransCycle)] {
+		case "data":
+			l := payload(c.a)
+			fr = c.a.segment(c.aNext, c.bNext, 0x18, l)
+			c.segs = append(c.segs, [2]uint32{c.aNext, uint32(l)})
+			c.aNext += uint32(l)
+		case "ack1":
+			s := c.segs[0]
+			c.segs = c.segs[1:]
+			fr = c.b.segment(c.bNext, s[0]+s[1], 0x10, 0)
+		case "keepalive":
+			fr = c.a.segment(c.aNext-1, c.bNext, 0x10, 0)
+		case "retrans":
+			s := c.segs[0]
+			fr = c.a.segment(s[0], c.bNext, 0x18, int(s[1]))
+		case "serverdata":
+			l := payload(c.b)
+			fr = c.b.segment(c.bNext, c.aNext, 0x18, l)
+			c.bNext += uint32(l)
+			c.segs = c.segs[:0]
+		case "clientack":
+			fr = c.a.segment(c.aNext, c.bNext, 0x10, 0)
+		}
+		out = append(out, fr)
+		c.step++
+	}
+	return out[:n], nil
 }

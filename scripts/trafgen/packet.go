@@ -63,8 +63,13 @@ type flow struct {
 
 	seq  uint32 // next TCP sequence number
 	ipID uint16 // next IPv4 identification
-	echo uint16 // next ICMP echo sequence number
-	fl   uint32 // IPv6 flow label
+
+	// A segment's own acknowledgement number and flags (segment); otherwise 1 and PSH|ACK.
+	custom   bool
+	ack      uint32
+	tcpFlags uint8
+	echo     uint16 // next ICMP echo sequence number
+	fl       uint32 // IPv6 flow label
 }
 
 // headerLen is the length of a frame of this flow that carries no payload.
@@ -136,9 +141,13 @@ func (f *flow) next(target int) []byte {
 		binary.BigEndian.PutUint16(h[0:], f.sport)
 		binary.BigEndian.PutUint16(h[2:], f.dport)
 		binary.BigEndian.PutUint32(h[4:], f.seq)
-		binary.BigEndian.PutUint32(h[8:], 1)    // ack
-		h[12] = (tcpHeaderLen / 4) << 4         // data offset
-		h[13] = 0x18                            // PSH|ACK
+		binary.BigEndian.PutUint32(h[8:], 1) // ack
+		h[12] = (tcpHeaderLen / 4) << 4      // data offset
+		h[13] = 0x18                         // PSH|ACK
+		if f.custom {
+			binary.BigEndian.PutUint32(h[8:], f.ack)
+			h[13] = f.tcpFlags
+		}
 		binary.BigEndian.PutUint16(h[14:], 502) // window
 		f.seq += uint32(target - pay)
 	case l4UDP:
@@ -212,6 +221,25 @@ func (f *flow) next(target int) []byte {
 	}
 	binary.BigEndian.PutUint16(b[ck:], c)
 	return b
+}
+
+// segment builds a TCP frame of this flow with the given sequence and acknowledgement numbers,
+// flags and payload length, leaving the flow's own sequence state as it was.
+func (f *flow) segment(seq, ack uint32, flags uint8, payload int) []byte {
+	saved := f.seq
+	f.seq, f.ack, f.tcpFlags, f.custom = seq, ack, flags, true
+	b := f.next(f.headerLen() + payload)
+	f.seq, f.custom = saved, false
+	return b
+}
+
+// reverse is the flow of the other direction: addresses, ports and MACs swapped.
+func (f *flow) reverse() *flow {
+	r := *f
+	r.src, r.dst = f.dst, f.src
+	r.sport, r.dport = f.dport, f.sport
+	r.srcMAC, r.dstMAC = f.dstMAC, f.srcMAC
+	return &r
 }
 
 // pseudoHeaderSum is the un-folded ones'-complement sum of the TCP/UDP/ICMPv6 pseudo-header.

@@ -385,3 +385,77 @@ func TestFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRetransMix: tshark finds the retrans mix's retransmissions (one frame in eight) and
+// keep-alives, and nothing it calls out-of-order, spurious or malformed; every frame is TCP
+// with good checksums.
+func TestRetransMix(t *testing.T) {
+	pcap := filepath.Join(t.TempDir(), "retrans.pcap")
+	got := runTrafgen(t, "-o", pcap, "-mix", "retrans", "-n", "1600", "-seed", "3")
+	rows := tsharkFields(t, pcap, "tcp.analysis.retransmission", "tcp.analysis.keep_alive",
+		"tcp.analysis.out_of_order", "tcp.analysis.spurious_retransmission", "_ws.malformed",
+		"tcp.checksum.status", "ip.checksum.status", "vlan.id", "ipv6.src")
+	if len(rows) != got.frames || got.frames != 1600 {
+		t.Fatalf("tshark read %d frames, trafgen said %d", len(rows), got.frames)
+	}
+	var retrans, keepalive, tagged, v6 int
+	for i, r := range rows {
+		if r[0] != "" {
+			retrans++
+		}
+		if r[1] != "" {
+			keepalive++
+		}
+		if r[2] != "" || r[3] != "" || r[4] != "" {
+			t.Errorf("frame %d: out-of-order %q spurious %q malformed %q", i+1, r[2], r[3], r[4])
+		}
+		if r[5] != "1" || (r[6] != "" && r[6] != "1") {
+			t.Errorf("frame %d: checksum status tcp %q ip %q", i+1, r[5], r[6])
+		}
+		if r[7] != "" {
+			tagged++
+		}
+		if r[8] != "" {
+			v6++
+		}
+	}
+	if retrans < 1600/8-20 || retrans > 1600/8 || keepalive < 1600/8-20 || tagged == 0 || v6 == 0 {
+		t.Errorf("retransmissions %d keep-alives %d tagged %d IPv6 %d of 1600", retrans, keepalive, tagged, v6)
+	}
+}
+
+// TestBadCsumMix: about one IPv4 frame in eight has a bad header checksum, tshark agrees, and
+// nothing else is wrong with any frame.
+func TestBadCsumMix(t *testing.T) {
+	pcap := filepath.Join(t.TempDir(), "badcsum.pcap")
+	got := runTrafgen(t, "-o", pcap, "-mix", "badcsum", "-n", "2000", "-seed", "4")
+	rows := tsharkFields(t, pcap, "ip.checksum.status", "tcp.checksum.status", "udp.checksum.status",
+		"icmp.checksum.status", "icmpv6.checksum.status", "_ws.malformed")
+	if len(rows) != got.frames {
+		t.Fatalf("tshark read %d frames, trafgen said %d", len(rows), got.frames)
+	}
+	var v4, bad int
+	for i, r := range rows {
+		switch r[0] {
+		case "":
+		case "0": // Bad
+			v4++
+			bad++
+		case "1":
+			v4++
+		default:
+			t.Errorf("frame %d: ip.checksum.status %q", i+1, r[0])
+		}
+		for j, st := range r[1:5] {
+			if st != "" && st != "1" {
+				t.Errorf("frame %d: checksum status field %d = %q", i+1, j+1, st)
+			}
+		}
+		if r[5] != "" {
+			t.Errorf("frame %d: malformed", i+1)
+		}
+	}
+	if share := float64(bad) / float64(v4); share < 0.08 || share > 0.18 {
+		t.Errorf("%d of %d IPv4 frames with a bad checksum, want about one in %d", bad, v4, badCsumShare)
+	}
+}
