@@ -20,6 +20,7 @@ func main() {
 	flag.StringVar(&cfg.AttachMode, "attach-mode", envOr("TELEGEN_ATTACH_MODE", "auto"), "how programs attach: auto (TCX, else tc clsact), tcx or clsact ($TELEGEN_ATTACH_MODE)")
 	flag.StringVar(&cfg.PinDir, "pin-dir", "/sys/fs/bpf/telegen", "bpffs directory for per-job pins, so a restarted telegend can adopt running jobs")
 	flag.StringVar(&cfg.StateDir, "state-dir", "/run/telegen", "directory for state bpffs cannot hold")
+	flag.StringVar(&cfg.CaptureDir, "capture-dir", "/var/lib/telegen/captures", "where pcaplike jobs' pcapng files are kept (<dir>/<job>.pcapng)")
 	flag.DurationVar(&cfg.StatsInterval, "stats-interval", 0, "how often live counters are written to STATE_DB (default 1s)")
 	flag.DurationVar(&cfg.ResyncInterval, "resync-interval", 0, "full reconcile pass interval (default 10s)")
 	flag.DurationVar(&cfg.SweepInterval, "sweep-interval", 0, "orphaned-attachment sweep interval (default 30s)")

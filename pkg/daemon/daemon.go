@@ -34,6 +34,7 @@ type Config struct {
 	AttachMode     string // auto, tcx or clsact
 	PinDir         string // bpffs directory for per-job pins
 	StateDir       string // directory for markers bpffs cannot hold
+	CaptureDir     string // where pcaplike jobs' pcapng files are kept
 	StatsInterval  time.Duration
 	ResyncInterval time.Duration
 	SweepInterval  time.Duration
@@ -73,7 +74,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 
 	exp := newExporter(ctx, configDB, logger)
-	rec := reconciler.New(configStore{configDB}, stateStore{stateDB}, datapathAdapter{dp}, newMirror(configDB, stateDB, logger), logger, reconciler.Options{
+	countersDB, err := dbcfg.Open("COUNTERS_DB")
+	if err != nil {
+		return err
+	}
+	defer countersDB.Close()
+	dpa := datapathAdapter{
+		m: dp, config: configStore{configDB}, ports: newPortErrors(countersDB),
+		captureDir: cfg.CaptureDir, log: logger.With("component", "datapath"),
+	}
+	rec := reconciler.New(configStore{configDB}, stateStore{stateDB}, dpa, newMirror(configDB, stateDB, logger), logger, reconciler.Options{
 		StatsInterval:  cfg.StatsInterval,
 		ResyncInterval: cfg.ResyncInterval,
 		SweepInterval:  cfg.SweepInterval,

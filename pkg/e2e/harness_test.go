@@ -163,7 +163,7 @@ func (s *vswitch) startDaemon() *daemonProc {
 	must(s.t, err)
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+s.swNS, "--",
 		telegendBin, "--db-config", s.redis.ConfigPath, "--attach-mode", s.mode,
-		"--pin-dir", s.pinDir, "--state-dir", s.stateDir, "--log-level", "debug",
+		"--pin-dir", s.pinDir, "--state-dir", s.stateDir, "--capture-dir", filepath.Join(s.stateDir, "captures"), "--log-level", "debug",
 		"--stats-interval", "200ms", "--resync-interval", "2s", "--sweep-interval", "2s")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	must(s.t, cmd.Start())

@@ -1,8 +1,5 @@
-//go:build erspan_decap
-
-// These tests need the datapath to decapsulate ERSPAN (bpf/telegen_tc.c) and the daemon to pass
-// a job's ERSPAN session id to it; run them with `go test -tags erspan_decap ./pkg/e2e`.
-// docs/MIRROR.md, "What the decapsulation must do", says what they rely on.
+// ERSPAN jobs end to end: the emulator encapsulates copies, telegend decapsulates them
+// (bpf/telegen_tc.c) and attributes them to jobs by session id (docs/MIRROR.md).
 
 package e2e
 

@@ -68,7 +68,10 @@ type Run interface {
 	Interface() string
 	// Snapshot reads what the job has measured so far.
 	Snapshot() (aggregate.Snapshot, error)
-	// Close tears the job down. Idempotent.
+	// Finish reads the job's final figures, tears it down, and returns the figures with the
+	// result fields only known at the end (e.g. a capture file).
+	Finish() (final aggregate.Snapshot, extra map[string]string, err error)
+	// Close tears the job down without reading it (undoing a launch). Idempotent.
 	Close() error
 }
 

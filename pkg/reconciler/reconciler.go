@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -45,6 +46,7 @@ type job struct {
 
 	snap        aggregate.Snapshot // live while running, final once ended
 	otelExport  map[string]any     // the result's otel_export as it stood at the end
+	extra       map[string]string  // result fields only known at the end (capture file)
 	totalsExact bool               // counters are the kernel's complete figures for the window
 	hasResult   bool               // the run produced figures worth a TELEGEN_RESULT_TABLE entry
 
@@ -478,16 +480,23 @@ func (r *Reconciler) finish(ctx context.Context, j *job, status jobspec.Status, 
 			_ = r.state.UpdateRun(ctx, j.id, map[string]string{jobspec.FieldStatus: string(jobspec.Stopping)})
 		}
 		run := j.run
-		var snap aggregate.Snapshot
-		if err := r.bounded(func() (err error) { snap, err = run.Snapshot(); return err }); err != nil {
-			r.log.Warn("reading final counters failed", "job", j.id, "err", err)
-		} else {
+		var (
+			snap  aggregate.Snapshot
+			extra map[string]string
+		)
+		err := r.bounded(func() (err error) { snap, extra, err = run.Finish(); return err })
+		switch {
+		case err != nil && snap.Packets() == 0 && j.snap.Packets() > 0:
+			// Teardown failed before anything was read: keep the last live figures, flagged.
+			r.log.Error("finishing job failed; the sweep removes what is left", "job", j.id, "err", err)
+			j.totalsExact = false
+		case err != nil:
+			r.log.Error("finishing job failed; the sweep removes what is left", "job", j.id, "err", err)
+			j.snap, j.totalsExact = snap, true
+		default:
 			j.snap, j.totalsExact = snap, true
 		}
-		if err := r.bounded(run.Close); err != nil {
-			// The periodic sweep removes whatever the failed teardown left.
-			r.log.Error("tearing down job failed", "job", j.id, "err", err)
-		}
+		j.extra = extra
 		j.run = nil
 		j.hasResult = true
 		if j.session != "" {
@@ -634,6 +643,7 @@ func (r *Reconciler) resultFields(j *job) map[string]string {
 		window = j.expiresAt.Sub(j.startedAt) // the counters stopped with the window
 	}
 	f := j.snap.Fields()
+	maps.Copy(f, j.extra)
 	if j.snap.SampleRate == 0 {
 		f["sample_rate"] = strconv.FormatUint(uint64(j.spec.SampleRate), 10)
 	}

@@ -176,6 +176,11 @@ func (r *fakeRun) Snapshot() (aggregate.Snapshot, error) {
 	defer r.w.mu.Unlock()
 	return aggregate.Snapshot{Ingress: aggregate.DirectionCounts{Packets: r.packets, Bytes: 100 * r.packets}}, nil
 }
+func (r *fakeRun) Finish() (aggregate.Snapshot, map[string]string, error) {
+	snap, _ := r.Snapshot()
+	return snap, map[string]string{"extra_field": "x"}, r.Close()
+}
+
 func (r *fakeRun) Close() error {
 	r.w.mu.Lock()
 	defer r.w.mu.Unlock()
@@ -495,6 +500,9 @@ state a running `)
 	defer w.mu.Unlock()
 	if got := w.results["a"]["packets_total"]; got != "7" {
 		t.Errorf("result packets_total = %q, want 7", got)
+	}
+	if got := w.results["a"]["extra_field"]; got != "x" {
+		t.Errorf("result extra_field = %q, want the run's end-only field", got)
 	}
 	if got := w.records["a"]["finished_at"]; got == "" {
 		t.Error("finished_at not set")
