@@ -63,3 +63,7 @@ bench-e2e: ## extra CPU ns/packet of a full job vs tcpdump -w /dev/null, into do
 .PHONY: bench-otlp
 bench-otlp: ## CPU and allocations per OTLP export cycle (2 jobs x 1024 flows), into docs/BENCHMARKS.md
 	scripts/bench.sh otlp
+
+.PHONY: bench-bpf
+bench-bpf: ## eBPF ns/frame (BPF_PROG_TEST_RUN) of full, unsampled, filtered vs an empty program, into docs/BENCHMARKS.md
+	scripts/bench-bpf.sh
