@@ -507,6 +507,8 @@ __global int tg_erspan(struct __sk_buff *skb)
 		if ((p[0] >> 4) != 2)
 			return 0;
 		sid = bswap16(*(__u16 *)(p + 2)) & 0x03ff;
+		if ((p[10] >> 2) & 0x1f)	/* frame type: only 0 (Ethernet) is a mirrored frame */
+			return 0;
 		off += 12;
 		if (p[11] & 0x01)	/* platform specific sub-header */
 			off += 8;
