@@ -27,6 +27,16 @@ check-generated: ## prove the committed eBPF objects match their C sources
 	scripts/check-generated.sh
 	scripts/orchemu/check-generated.sh
 
+# Every feature and filter on, as the verifier must accept them on SONiC's kernel.
+KERNELCHECK_SET ?= --set cfg_filters=511 --set cfg_features=63 --set cfg_sample_rate=100 \
+	--set cfg_snaplen=128 --set cfg_cap_rate=20000 --set cfg_vlan=100
+
+.PHONY: kernelcheck
+kernelcheck: ## load and attach the eBPF programs on Debian's 6.1 kernel under qemu (needs ../shared)
+	@test -x $(SHARED)/tools/kernelcheck/run.sh || { echo "kernelcheck: $(SHARED)/tools/kernelcheck/run.sh not found"; exit 1; }
+	$(SHARED)/tools/kernelcheck/run.sh pkg/datapath/telegen_bpfel.o
+	$(SHARED)/tools/kernelcheck/run.sh $(KERNELCHECK_SET) pkg/datapath/telegen_bpfel.o
+
 .PHONY: yang-check
 yang-check: ## check the YANG model against the shared test vectors (yanglint)
 	scripts/yang-check.sh
@@ -42,7 +52,7 @@ test: ## run every test (as root, privileged eBPF/netns tests included; CI=true 
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: ci
-ci: deps lint check-generated yang-check test ## what CI runs: deps, lint, generated-code check, all tests
+ci: deps lint check-generated yang-check kernelcheck test ## what CI runs: deps, lint, generated-code check, all tests
 
 .PHONY: demo
 demo: ## run the demo on a virtual SONiC switch

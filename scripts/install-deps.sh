@@ -19,6 +19,7 @@ PKGS=(
 	supervisor # the container's supervisord configuration, exercised for real
 	libcap2-bin # capsh: the least-privilege test
 	tcpdump # the reference cost in make bench-e2e
+	qemu-system-x86 cpio # make kernelcheck: the programs on Debian's 6.1 kernel
 	ca-certificates # Go module downloads over HTTPS
 )
 
