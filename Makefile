@@ -45,7 +45,7 @@ yang-check: ## check the YANG model against the shared test vectors (yanglint)
 lint: ## gofmt, go vet, shellcheck
 	@out=$$(gofmt -l cmd pkg scripts); if [ -n "$$out" ]; then echo "not gofmt'ed: $$out"; exit 1; fi
 	$(GO) vet ./...
-	@if command -v shellcheck >/dev/null; then shellcheck scripts/vswitch scripts/demo scripts/*.sh .ci/run; fi
+	@if command -v shellcheck >/dev/null; then shellcheck scripts/vswitch scripts/demo scripts/*.sh scripts/orchemu/*.sh .ci/run; fi
 
 .PHONY: test
 test: ## run every test (as root, privileged eBPF/netns tests included; CI=true makes skips fail)

@@ -17,7 +17,7 @@ if ! git diff --exit-code --stat -- pkg/datapath; then
 fi
 untracked=$(git ls-files --others --exclude-standard -- 'pkg/datapath/telegen_*')
 if [ -n "$untracked" ]; then
-	echo "check-generated: generated files not in git:" $untracked >&2
+	echo "check-generated: generated files not in git: $untracked" >&2
 	status=1
 fi
 [ $status -eq 0 ] && echo "check-generated: pkg/datapath is up to date" >&2
