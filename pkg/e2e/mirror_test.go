@@ -393,3 +393,61 @@ func countFrames(t *testing.T, pcap, filter string) int {
 	}
 	return strings.Count(string(out), "\n")
 }
+
+// TestMirrorACLPrefilter: a span job with a filter gets an ACL MIRROR table whose rule matches
+// the filter and points at the job's session, so the switch sends only matching traffic to the
+// CPU: the sink netdev's own receive counter moves by exactly the matching frames (tshark's
+// count), and the job counts exactly those.
+func TestMirrorACLPrefilter(t *testing.T) {
+	s := newSwitch(t, "tcx", "Ethernet16", "Ethernet20", spanPort)
+	s.withMirrors()
+	pcap := genPcap(t, "basic", 300) // IPv4 TCP, UDP and ICMP
+	udp := countFrames(t, pcap, "udp")
+	if udp == 0 || udp == tsharkTruth(t, pcap).Frames {
+		t.Fatalf("the mix has %d UDP frames of %d: the test needs both kinds", udp, tsharkTruth(t, pcap).Frames)
+	}
+	s.startDaemon()
+	s.putJob("acl", "port", "Ethernet20", "span_method", "span", "ip_proto@", "udp", "duration_sec", "30")
+	s.waitStatus("acl", "running", 5*time.Second)
+	ctx := context.Background()
+	rules, err := s.config.Keys(ctx, "ACL_RULE|telegen_acl|*").Result()
+	must(t, err)
+	if len(rules) != 1 {
+		t.Fatalf("ACL rules %v, want one", rules)
+	}
+	rule, err := s.config.HGetAll(ctx, rules[0]).Result()
+	must(t, err)
+	if rule["IP_PROTOCOL"] != "17" || rule["MIRROR_INGRESS_ACTION"] != "telegen_acl" {
+		t.Errorf("%s = %v, want IP_PROTOCOL 17 mirrored to telegen_acl", rules[0], rule)
+	}
+	if rec := s.job("acl"); rec["mirror_note"] != "" {
+		t.Errorf("mirror_note %q: the pre-filter was not used", rec["mirror_note"])
+	}
+
+	before := s.sinkRxPackets(spanSink)
+	s.replay("Ethernet20", pcap)
+	s.waitField("acl", "packets_total", strconv.Itoa(udp), 3*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if got := s.sinkRxPackets(spanSink) - before; got != uint64(udp) {
+		t.Errorf("the sink received %d frames, want only the %d UDP frames", got, udp)
+	}
+	s.delJob("acl")
+	s.waitStatus("acl", "stopped", 3*time.Second)
+	s.assertMirrorClean()
+	s.daemon.stop(t)
+}
+
+// sinkRxPackets is a sink netdev's receive counter, as the kernel keeps it.
+func (s *vswitch) sinkRxPackets(dev string) uint64 {
+	s.t.Helper()
+	var n uint64
+	must(s.t, inNetNS(s.swNS, func() error {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			return err
+		}
+		n = l.Attrs().Statistics.RxPackets
+		return nil
+	}))
+	return n
+}
