@@ -29,11 +29,7 @@ func (c configStore) DeleteJob(ctx context.Context, id string) error {
 // user deleted a moment ago.
 func (c configStore) StampJob(ctx context.Context, id string, fields map[string]string) error {
 	key := c.db.Key(jobspec.TableJob, id)
-	args := []any{key}
-	for k, v := range fields {
-		args = append(args, k, v)
-	}
-	return stampScript.Run(ctx, c.db.Client(), []string{key}, args[1:]...).Err()
+	return stampScript.Run(ctx, c.db.Client(), []string{key}, flatten(fields)...).Err()
 }
 
 func (c configStore) Globals(ctx context.Context) (jobspec.Globals, error) {

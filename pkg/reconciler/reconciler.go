@@ -485,15 +485,13 @@ func (r *Reconciler) finish(ctx context.Context, j *job, status jobspec.Status, 
 			extra map[string]string
 		)
 		err := r.bounded(func() (err error) { snap, extra, err = run.Finish(); return err })
-		switch {
-		case err != nil && snap.Packets() == 0 && j.snap.Packets() > 0:
-			// Teardown failed before anything was read: keep the last live figures, flagged.
+		if err != nil {
 			r.log.Error("finishing job failed; the sweep removes what is left", "job", j.id, "err", err)
+		}
+		if err != nil && snap.Packets() == 0 && j.snap.Packets() > 0 {
+			// Nothing was read: keep the last live figures, flagged as not exact.
 			j.totalsExact = false
-		case err != nil:
-			r.log.Error("finishing job failed; the sweep removes what is left", "job", j.id, "err", err)
-			j.snap, j.totalsExact = snap, true
-		default:
+		} else {
 			j.snap, j.totalsExact = snap, true
 		}
 		j.extra = extra
