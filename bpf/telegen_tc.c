@@ -51,6 +51,10 @@ volatile const __u64 cfg_cap_max_bytes = 0;	/* captured bytes, 0 = no cap */
 volatile const __u64 cfg_wakeup = 0;	/* wake the reader from this many bytes in the ring */
 /* ERSPAN: the session whose copies this job analyses; 0xffff = any (and type I). */
 volatile const __u16 cfg_erspan_session = 0xffff;
+/* Flow tables: sets - 1, and the job's hash seed (random, so that nobody
+ * can aim conversations at one set). */
+volatile const __u32 cfg_flow_mask = 255;
+volatile const __u64 cfg_flow_seed = 0;
 /* Not used here: recorded for a restarted daemon that adopts the job. */
 volatile const __u32 cfg_topk = 0;
 
@@ -63,19 +67,20 @@ struct {
 	__type(value, struct dir_stats);
 } stats SEC(".maps");
 
-/* max_entries is set per job from topk_flows. */
+/* Flow tables: max_entries (sets) is set per job from topk_flows, a power
+ * of two; cfg_flow_mask is max_entries - 1. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct flow4_key);
-	__type(value, struct flow_val);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct flow4_set);
 } flows4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct flow6_key);
-	__type(value, struct flow_val);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct flow6_set);
 } flows6 SEC(".maps");
 
 struct {
@@ -712,25 +717,95 @@ __global int tg_tcp(struct flow_val *v, struct sample *sm)
 	return retrans;
 }
 
-/* A new conversation's value: in .rodata, off the stack. */
-const struct flow_val zero_flow = {};
-
-static __always_inline struct flow_val *flow_get(void *map, void *key, struct dir_stats *st)
+/* The set of a key, by a multiply-xorshift hash of its words (seeded). */
+static __always_inline __u32 flow_hash(const __u64 *w, int n)
 {
-	struct flow_val *v = bpf_map_lookup_elem(map, key);
-	long err;
+	__u64 h = cfg_flow_seed;
 
-	if (v)
-		return v;
-	err = bpf_map_update_elem(map, key, &zero_flow, BPF_NOEXIST);
-	if (err == 0) {
-		st->flow_inserts++;
-	} else if (err != -17 /* EEXIST: another CPU was first */) {
-		st->flow_errors++;
-		return 0;
+#pragma unroll
+	for (int i = 0; i < n; i++) {
+		h = (h ^ w[i]) * 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 29;
 	}
-	return bpf_map_lookup_elem(map, key);
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return (h ^ (h >> 32)) & cfg_flow_mask;
 }
+
+/* The recency of a slot: when it was last sampled (0 = never: a handshake
+ * seen unsampled, the first to go). */
+static __always_inline __u64 slot_age(const struct flow_val *v)
+{
+	return v->d[0].last_ns > v->d[1].last_ns ? v->d[0].last_ns : v->d[1].last_ns;
+}
+
+/*
+ * Per address family f: flow_find##f returns the slot of key k in its set,
+ * or -1; tg_insert##f puts k in a free slot of the set, or else in the least
+ * recently sampled one (an eviction), and returns that slot, or -1 when
+ * another CPU holds the set's claim (flow_errors). The inserter claims the
+ * set (one CPU at a time) and looks for k again first: another CPU may have
+ * just put it there. Hits take no lock: a CPU handles a conversation at a
+ * time (RSS), and a hit racing an insert into its own slot costs that
+ * conversation a frame, never the totals.
+ */
+#define FLOW_TABLE(f)									\
+static __always_inline int flow_find##f(struct flow##f##_set *set, const struct flow##f##_key *k) \
+{											\
+	const __u64 *b = (const __u64 *)k;						\
+											\
+	for (int i = 0; i < FLOW_WAYS; i++) {						\
+		const __u64 *a = (const __u64 *)&set->way[i].key;			\
+		int eq = a[0] == b[0];							\
+											\
+		_Pragma("unroll")							\
+		for (int j = 1; j < (int)(sizeof(*k) / 8); j++)				\
+			eq &= a[j] == b[j];						\
+		if (eq)									\
+			return i;							\
+	}										\
+	return -1;									\
+}											\
+											\
+__global int tg_insert##f(struct flow##f##_set *set, const struct flow##f##_key *k,	\
+			  struct dir_stats *st)						\
+{											\
+	__u64 oldest = ~0ULL, age;							\
+	int i, victim = 0;								\
+											\
+	if (!set || !k || !st)								\
+		return -1;								\
+	if (__sync_val_compare_and_swap(&set->claim, 0, 1) != 0) {			\
+		st->flow_errors++;							\
+		return -1;								\
+	}										\
+	i = flow_find##f(set, k);							\
+	if (i >= 0) {									\
+		__sync_fetch_and_and(&set->claim, 0);					\
+		return i;								\
+	}										\
+	for (i = 0; i < FLOW_WAYS; i++) {						\
+		if (!set->way[i].key.used) {						\
+			victim = i;							\
+			break;								\
+		}									\
+		age = slot_age(&set->way[i].val);					\
+		if (age < oldest) {							\
+			oldest = age;							\
+			victim = i;							\
+		}									\
+	}										\
+	victim &= FLOW_WAYS - 1;							\
+	if (set->way[victim].key.used)							\
+		st->flow_evictions++;							\
+	st->flow_inserts++;								\
+	__builtin_memset(&set->way[victim].val, 0, sizeof(struct flow_val));		\
+	set->way[victim].key = *k;							\
+	__sync_fetch_and_and(&set->claim, 0);						\
+	return victim;									\
+}
+
+FLOW_TABLE(4)
+FLOW_TABLE(6)
 
 static __always_inline void flow_update(struct flow_val *v, struct sample *sm, struct dir_stats *st)
 {
@@ -751,19 +826,15 @@ static __always_inline void flow_update(struct flow_val *v, struct sample *sm, s
 }
 
 /* IPv4 conversation of the frame: count it, analyse TCP. */
-__global int tg_flow4(struct sample *sm)
+__global int tg_flow4(struct sample *sm, struct dir_stats *st)
 {
 	struct flow4_key k = {};
-	struct dir_stats *st;
-	struct flow_val *v;
-	__u32 a, b, dir;
+	struct flow4_set *set;
+	__u32 a, b, idx;
+	int slot;
 	__u16 sp = 0, dp = 0;
 
-	if (!sm || !(cfg_features & FEAT_FLOWS))
-		return 0;
-	dir = sm->dir & 1;
-	st = bpf_map_lookup_elem(&stats, &dir);
-	if (!st)
+	if (!sm || !st || !(cfg_features & FEAT_FLOWS))
 		return 0;
 	if (sm->p.ports) {
 		sp = sm->p.sport;
@@ -786,29 +857,32 @@ __global int tg_flow4(struct sample *sm)
 	}
 	k.vlan = sm->p.vlan_outer;
 	k.proto = sm->p.proto;
-	v = flow_get(&flows4, &k, st);
-	if (v)
-		flow_update(v, sm, st);
+	k.used = 1;
+	idx = flow_hash((__u64 *)&k, sizeof(k) / 8);
+	set = bpf_map_lookup_elem(&flows4, &idx);
+	if (!set)
+		return 0;
+	slot = flow_find4(set, &k);
+	if (slot < 0)
+		slot = tg_insert4(set, &k, st);
+	if (slot >= 0)
+		flow_update(&set->way[slot & (FLOW_WAYS - 1)].val, sm, st);
 	return 0;
 }
 
 /* IPv6 conversation of the frame: count it, analyse TCP. */
-__global int tg_flow6(struct __sk_buff *skb, struct sample *sm)
+__global int tg_flow6(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st)
 {
 	struct flow6_key k = {};
-	struct dir_stats *st;
-	struct flow_val *v;
+	struct flow6_set *set;
 	void *data, *data_end;
 	__u64 *s, *d;
-	__u32 off, dir;
+	__u32 off, idx;
+	int slot;
 	__u16 sp = 0, dp = 0;
 	int swap;
 
-	if (!sm || !(cfg_features & FEAT_FLOWS))
-		return 0;
-	dir = sm->dir & 1;
-	st = bpf_map_lookup_elem(&stats, &dir);
-	if (!st)
+	if (!sm || !st || !(cfg_features & FEAT_FLOWS))
 		return 0;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
@@ -842,28 +916,33 @@ __global int tg_flow6(struct __sk_buff *skb, struct sample *sm)
 	}
 	k.vlan = sm->p.vlan_outer;
 	k.proto = sm->p.proto;
-	v = flow_get(&flows6, &k, st);
-	if (v)
-		flow_update(v, sm, st);
+	k.used = 1;
+	idx = flow_hash((__u64 *)&k, sizeof(k) / 8);
+	set = bpf_map_lookup_elem(&flows6, &idx);
+	if (!set)
+		return 0;
+	slot = flow_find6(set, &k);
+	if (slot < 0)
+		slot = tg_insert6(set, &k, st);
+	if (slot >= 0)
+		flow_update(&set->way[slot & (FLOW_WAYS - 1)].val, sm, st);
 	return 0;
 }
 
 /* pcaplike: copy the frame's first cfg_snaplen bytes (with a VLAN tag the
  * kernel holds in metadata put back in place) into the ring buffer, within
  * the job's caps. */
-__global int tg_capture(struct __sk_buff *skb, struct sample *sm)
+__global int tg_capture(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st)
 {
 	__u32 key = 0, dir, tag, len, cap, base;
 	struct capture_state *cs;
 	__u64 n, avail;
-	struct dir_stats *st;
 	struct sample_hdr *h;
 	__u8 *rec;
 
-	if (!sm || !(cfg_features & FEAT_CAPTURE))
+	if (!sm || !st || !(cfg_features & FEAT_CAPTURE))
 		return 0;
 	dir = sm->dir & 1;
-	st = bpf_map_lookup_elem(&stats, &dir);
 	cs = bpf_map_lookup_elem(&capstate, &key);
 	if (!st || !cs)
 		return 0;
@@ -875,23 +954,29 @@ __global int tg_capture(struct __sk_buff *skb, struct sample *sm)
 	cap = len - base + (tag ? VLAN_HLEN : 0);
 	if (cap > cfg_snaplen)
 		cap = cfg_snaplen;
+	/* Caps shared by all CPUs: a plain read first, so that once a cap is
+	 * reached the CPUs only read its line instead of bouncing it between
+	 * them with atomic adds; under the cap the atomic add decides. */
 	if (cfg_cap_rate) {
-		__u64 now = bpf_ktime_get_coarse_ns();
+		__u64 now = sm->now ? sm->now : bpf_ktime_get_coarse_ns();	/* flows read it */
 
 		if (now - cs->win_start >= NS_PER_SEC) {
 			cs->win_start = now;
 			cs->win_count = 0;
 		}
-		if (__sync_fetch_and_add(&cs->win_count, 1) >= cfg_cap_rate) {
+		if (cs->win_count >= cfg_cap_rate ||
+		    __sync_fetch_and_add(&cs->win_count, 1) >= cfg_cap_rate) {
 			st->capture_capped++;
 			return 0;
 		}
 	}
-	if (cfg_cap_max_packets && __sync_fetch_and_add(&cs->packets, 1) >= cfg_cap_max_packets) {
+	if (cfg_cap_max_packets && (cs->packets >= cfg_cap_max_packets ||
+				    __sync_fetch_and_add(&cs->packets, 1) >= cfg_cap_max_packets)) {
 		st->capture_capped++;
 		return 0;
 	}
-	if (cfg_cap_max_bytes && __sync_fetch_and_add(&cs->bytes, cap) + cap > cfg_cap_max_bytes) {
+	if (cfg_cap_max_bytes && (cs->bytes + cap > cfg_cap_max_bytes ||
+				  __sync_fetch_and_add(&cs->bytes, cap) + cap > cfg_cap_max_bytes)) {
 		st->capture_capped++;
 		return 0;
 	}
@@ -947,32 +1032,28 @@ fail:
 	return 0;
 }
 
-/* Everything a sampled frame (pk->sampled), or an unsampled TCP SYN, goes through. */
-__global int tg_analyse(struct __sk_buff *skb, struct sample *sm)
+/* Everything a sampled frame (pk->sampled), or an unsampled TCP SYN, goes
+ * through; st is the frame's direction's counters. */
+__global int tg_analyse(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st)
 {
-	struct dir_stats *st;
-	__u32 dir;
+	__u32 feat = cfg_features;	/* one load: volatile reads are not merged */
 
-	if (!sm)
-		return 0;
-	dir = sm->dir & 1;
-	st = bpf_map_lookup_elem(&stats, &dir);
-	if (!st)
+	if (!sm || !st)
 		return 0;
 	if (sm->sampled) {
 		st->sampled++;
-		if ((cfg_features & FEAT_CHECKSUM) && sm->p.l3 == 4 && ip4_csum_bad(skb, &sm->p))
+		if ((feat & FEAT_CHECKSUM) && sm->p.l3 == 4 && ip4_csum_bad(skb, &sm->p))
 			st->l3_checksum++;
 	}
-	if ((cfg_features & FEAT_FLOWS) && !sm->p.malformed) {
+	if ((feat & FEAT_FLOWS) && !sm->p.malformed) {
 		sm->now = bpf_ktime_get_coarse_ns();
 		if (sm->p.l3 == 4)
-			tg_flow4(sm);
+			tg_flow4(sm, st);
 		else if (sm->p.l3 == 6)
-			tg_flow6(skb, sm);
+			tg_flow6(skb, sm, st);
 	}
-	if ((cfg_features & FEAT_CAPTURE) && sm->sampled)
-		tg_capture(skb, sm);
+	if ((feat & FEAT_CAPTURE) && sm->sampled)
+		tg_capture(skb, sm, st);
 	return 0;
 }
 
@@ -989,9 +1070,10 @@ static __always_inline void pkt_init(struct __sk_buff *skb, struct pkt *pk, __u3
 
 static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 {
+	/* Loaded once: volatile reads are not merged, and each costs a load. */
+	__u32 feat = cfg_features, rate = cfg_sample_rate;
 	struct dir_stats *st;
-	struct pkt pk;
-	struct sample sm;
+	struct sample sm;	/* sm.p is the frame's description from the start */
 	int sampled = 1;
 	__u32 base = 0, segs, vlan_meta = 0;
 	__u64 pkts, bytes;
@@ -999,7 +1081,7 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 	st = bpf_map_lookup_elem(&stats, &dir);
 	if (!st)
 		return;
-	if (cfg_features & FEAT_ERSPAN) {
+	if (feat & FEAT_ERSPAN) {
 		base = tg_erspan(skb);
 		if (!base || base > 256) {
 			st->not_erspan++;
@@ -1009,18 +1091,18 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 		vlan_meta = VLAN_HLEN;	/* the kernel moved the outer tag into metadata */
 	}
 
-	pkt_init(skb, &pk, base);
-	if (parse(skb, &pk, base) == PARSE_PULL) {
+	pkt_init(skb, &sm.p, base);
+	if (parse(skb, &sm.p, base) == PARSE_PULL) {
 		__u32 want = skb->len < PULL_LEN ? skb->len : PULL_LEN;
 
-		pkt_init(skb, &pk, base);
-		if (bpf_skb_pull_data(skb, want) || tg_parse(skb, &pk, base) == PARSE_PULL) {
+		pkt_init(skb, &sm.p, base);
+		if (bpf_skb_pull_data(skb, want) || tg_parse(skb, &sm.p, base) == PARSE_PULL) {
 			st->unparsed++;
-			pkt_init(skb, &pk, base);	/* counted, not analysed */
+			pkt_init(skb, &sm.p, base);	/* counted, not analysed */
 		}
 	}
 
-	if (!match(skb, &pk)) {
+	if (!match(skb, &sm.p)) {
 		st->filtered++;
 		return;
 	}
@@ -1032,15 +1114,15 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 	pkts = 1;
 	if (segs > 1 && segs < 65536) {
 		pkts = segs;
-		if (pk.hdr_len > base && pk.hdr_len - base < bytes)
-			bytes += (__u64)(segs - 1) * (pk.hdr_len - base + vlan_meta);
+		if (sm.p.hdr_len > base && sm.p.hdr_len - base < bytes)
+			bytes += (__u64)(segs - 1) * (sm.p.hdr_len - base + vlan_meta);
 	}
 	st->packets += pkts;
 	st->bytes += bytes;
-	if (pk.malformed)
+	if (sm.p.malformed)
 		st->malformed++;
 
-	if (cfg_sample_rate > 1) {
+	if (rate > 1) {
 		__u64 c = st->countdown;
 
 		if (c == 0)
@@ -1054,11 +1136,10 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 	}
 	if (!sampled) {
 		/* Handshakes are rare and feed network.latency: always seen. */
-		if (!(cfg_features & FEAT_LATENCY) || !(pk.tcp_flags & TCP_SYN) ||
-		    pk.proto != IPPROTO_TCP || !pk.ports)
+		if (!(feat & FEAT_LATENCY) || !(sm.p.tcp_flags & TCP_SYN) ||
+		    sm.p.proto != IPPROTO_TCP || !sm.p.ports)
 			return;
 	}
-	sm.p = pk;
 	sm.base = base;
 	sm.wire_len = skb->len - base + vlan_meta;
 	sm.dir = dir;
@@ -1068,7 +1149,7 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 	sm.pkts = pkts;
 	sm.bytes = bytes;
 	sm.now = 0;
-	tg_analyse(skb, &sm);
+	tg_analyse(skb, &sm, st);
 }
 
 SEC("tcx/ingress")

@@ -59,9 +59,9 @@ struct dir_stats {
 	__u64 l3_checksum;
 	/* Sampled TCP segments carrying sequence space already seen. */
 	__u64 tcp_retrans;
-	/* Entries inserted into the flow tables (both families). */
+	/* Conversations inserted into the flow tables (both families). */
 	__u64 flow_inserts;
-	/* Flow-table updates that failed (no memory). */
+	/* New conversations not inserted: another CPU was inserting into the same set. */
 	__u64 flow_errors;
 	/* pcaplike: samples written to the ring buffer. */
 	__u64 capture_samples;
@@ -75,22 +75,28 @@ struct dir_stats {
 	__u64 not_erspan;
 	/* Sampling state: matching frames until the next sampled one (0: draw). */
 	__u64 countdown;
+	/* Conversations pushed out of a full set of the flow tables by a new one. */
+	__u64 flow_evictions;
 };
 
 /*
- * Flow tables: one LRU hash per address family. A key is a conversation,
- * the endpoints in canonical order (the lower address, then the lower port,
- * is endpoint 0); the value keeps each direction apart: d[0] holds what
+ * Flow tables: one per address family, each an array of sets of FLOW_WAYS
+ * slots (set-associative, like a CPU cache): a conversation lives in the set
+ * its key hashes to; a new one takes a free slot of its set, or else the
+ * least recently sampled one (an eviction). A key is a conversation, the
+ * endpoints in canonical order (the lower address, then the lower port, is
+ * endpoint 0); the value keeps each direction apart: d[0] holds what
  * endpoint 0 sent to endpoint 1, d[1] the reverse. Ports are 0 for
  * protocols without them and for non-first fragments. Addresses are in
- * network byte order, ports in host byte order.
+ * network byte order, ports in host byte order. used is 1 in a slot that
+ * holds a conversation (and in every key looked up), 0 in a free one.
  */
 struct flow4_key {
 	__u32 addr[2];
 	__u16 port[2];
 	__u16 vlan;	/* outermost VLAN ID, 0 = untagged */
 	__u8 proto;
-	__u8 pad;
+	__u8 used;
 };
 
 struct flow6_key {
@@ -98,7 +104,7 @@ struct flow6_key {
 	__u16 port[2];
 	__u16 vlan;
 	__u8 proto;
-	__u8 pad;
+	__u8 used;
 };
 
 struct flow_dir {
@@ -120,6 +126,31 @@ struct flow_val {
 	__u32 syn_isn;	/* the SYN's sequence number */
 	__u8 syn_dir;	/* which endpoint sent the SYN */
 	__u8 pad[3];
+};
+
+#define FLOW_WAYS 16
+
+struct flow4_slot {
+	struct flow4_key key;
+	struct flow_val val;
+};
+
+struct flow6_slot {
+	struct flow6_key key;
+	struct flow_val val;
+};
+
+/* One set: claim is 1 while a CPU inserts into it (cmpxchg), else 0. */
+struct flow4_set {
+	__u32 claim;
+	__u32 pad;
+	struct flow4_slot way[FLOW_WAYS];
+};
+
+struct flow6_set {
+	__u32 claim;
+	__u32 pad;
+	struct flow6_slot way[FLOW_WAYS];
 };
 
 /* Latency histograms (BPF_MAP_TYPE_PERCPU_ARRAY keys). */

@@ -18,9 +18,9 @@ import (
 // its own caps too.
 const (
 	captureSnapLen    = datapath.DefaultSnapLen
-	captureMaxPackets = 1_000_000
-	captureMaxBytes   = 256 << 20
-	captureRatePPS    = 20_000
+	captureMaxPackets = datapath.PcaplikeMaxPackets
+	captureMaxBytes   = datapath.PcaplikeMaxBytes
+	captureRatePPS    = datapath.PcaplikeRatePPS
 	captureMaxFile    = 300 << 20
 )
 

@@ -27,9 +27,18 @@ var benchFrames = []struct {
 	{"ipv6-tcp-1500", fb{src: a6, dst: b6, proto: 6, sport: 40000, dport: 443, seq: 1000, ack: 1, flags: 0x18, payload: 1500 - 74}},
 }
 
+// Capture settings of benchJob.
+type benchCapture int
+
+const (
+	noCapture       benchCapture = iota
+	pcaplikeCapture              // as telegend captures for a pcaplike job (its kernel caps)
+	uncappedCapture              // every sampled frame into the ring buffer, no cap
+)
+
 // benchJob is a job with every filter kind set so that f passes (or, with fail, fails at the
 // last filter checked), every feature on and the given sampling rate.
-func benchJob(f fb, rate uint32, capture, fail bool) Job {
+func benchJob(f fb, rate uint32, capture benchCapture, fail bool) Job {
 	src, dst := f.src, f.dst
 	if !src.IsValid() {
 		src, dst = a4, b4
@@ -58,8 +67,11 @@ func benchJob(f fb, rate uint32, capture, fail bool) Job {
 	if len(f.tags) > 0 {
 		j.Filter.VLAN = f.tags[0][1]
 	}
-	if capture {
-		j.Capture = &CaptureConfig{SnapLen: 128}
+	switch capture {
+	case pcaplikeCapture:
+		j.Capture = &CaptureConfig{SnapLen: DefaultSnapLen, MaxPackets: PcaplikeMaxPackets, MaxBytes: PcaplikeMaxBytes, RatePPS: PcaplikeRatePPS}
+	case uncappedCapture:
+		j.Capture = &CaptureConfig{SnapLen: DefaultSnapLen}
 	}
 	return j
 }
@@ -127,7 +139,7 @@ func BenchmarkBPF(b *testing.B) {
 	fmt.Sscan(os.Getenv("BENCH_BPF_REPEAT"), &repeat)
 	peer := os.Getenv("PEER")
 
-	variants := []string{"floor", "full", "full-nocapture", "unsampled", "1-in-100", "filtered", "nofilter"}
+	variants := []string{"floor", "full", "full-nocapture", "full-uncapped", "unsampled", "1-in-100", "filtered", "nofilter"}
 	if peer != "" {
 		variants = append(variants, "peer")
 	}
@@ -139,18 +151,22 @@ func BenchmarkBPF(b *testing.B) {
 	}
 	for _, bf := range benchFrames {
 		f := bf.frame
-		// Drain the capture ring as a pcaplike job's reader would.
-		full := loadProg(b, benchJob(f, 1, true, false), HookIngress)
-		go func() {
-			for range full.run.Samples() {
-			}
-		}()
+		// Drain the capture rings as a pcaplike job's reader would.
+		full := loadProg(b, benchJob(f, 1, pcaplikeCapture, false), HookIngress)
+		uncapped := loadProg(b, benchJob(f, 1, uncappedCapture, false), HookIngress)
+		for _, p := range []*progUnderTest{full, uncapped} {
+			go func() {
+				for range p.run.Samples() {
+				}
+			}()
+		}
 		progs["floor"] = append(progs["floor"], floor)
 		progs["full"] = append(progs["full"], full.prog)
-		progs["full-nocapture"] = append(progs["full-nocapture"], loadProg(b, benchJob(f, 1, false, false), HookIngress).prog)
-		progs["unsampled"] = append(progs["unsampled"], loadProg(b, benchJob(f, 1<<24, false, false), HookIngress).prog)
-		progs["1-in-100"] = append(progs["1-in-100"], loadProg(b, benchJob(f, 100, false, false), HookIngress).prog)
-		progs["filtered"] = append(progs["filtered"], loadProg(b, benchJob(f, 1, false, true), HookIngress).prog)
+		progs["full-nocapture"] = append(progs["full-nocapture"], loadProg(b, benchJob(f, 1, noCapture, false), HookIngress).prog)
+		progs["full-uncapped"] = append(progs["full-uncapped"], uncapped.prog)
+		progs["unsampled"] = append(progs["unsampled"], loadProg(b, benchJob(f, 1<<24, noCapture, false), HookIngress).prog)
+		progs["1-in-100"] = append(progs["1-in-100"], loadProg(b, benchJob(f, 100, noCapture, false), HookIngress).prog)
+		progs["filtered"] = append(progs["filtered"], loadProg(b, benchJob(f, 1, noCapture, true), HookIngress).prog)
 		progs["nofilter"] = append(progs["nofilter"], loadProg(b, Job{SampleRate: 1 << 24}, HookIngress).prog)
 		if peerP != nil {
 			progs["peer"] = append(progs["peer"], peerP)
@@ -205,7 +221,7 @@ func BenchmarkBPF(b *testing.B) {
 		last += " " + r("full", "peer")
 	}
 	fmt.Fprintf(&sb, "rounds %d × %d runs per figure (median of rounds); ratios of the means over the frames\n", rounds, repeat)
-	fmt.Fprintf(&sb, "also: %s %s\n", r("full-nocapture", "floor"), r("1-in-100", "floor"))
+	fmt.Fprintf(&sb, "also: %s %s %s\n", r("full-nocapture", "floor"), r("full-uncapped", "floor"), r("1-in-100", "floor"))
 	sb.WriteString(last + "\n")
 	fmt.Print(sb.String())
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 
 	"github.com/cilium/ebpf"
@@ -193,6 +194,8 @@ func (j Job) consts(s settings) map[string]any {
 		telegenVarCfgErspanSession: session,
 		telegenVarCfgTopk:          uint32(s.topK),
 		telegenVarCfgWakeup:        uint64(s.ringSize / 4),
+		telegenVarCfgFlowMask:      uint32(s.flowTable/FlowWays - 1),
+		telegenVarCfgFlowSeed:      rand.Uint64(),
 	}
 }
 

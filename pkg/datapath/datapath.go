@@ -173,13 +173,27 @@ const (
 	MaxSnapLen     = 9216
 )
 
+// The kernel-side caps telegend gives a pcaplike job's capture (docs/DATAPLANE.md); make
+// bench-bpf measures a job with these.
+const (
+	PcaplikeMaxPackets = 1_000_000
+	PcaplikeMaxBytes   = 256 << 20
+	PcaplikeRatePPS    = 20_000
+)
+
 // FlowTableSize is the number of conversations each flow table (IPv4, IPv6) of a job with this
-// topK holds: 4 × topK within [MinFlowTable, MaxFlowTable].
+// topK holds: 4 × topK rounded up to a power of two, within [MinFlowTable, MaxFlowTable]. The
+// slack keeps the sets of the table (16 conversations each) from overflowing while it holds
+// topK conversations.
 func FlowTableSize(topK int) int {
 	if topK <= 0 {
 		topK = DefaultTopK
 	}
-	return min(max(4*topK, MinFlowTable), MaxFlowTable)
+	n := MinFlowTable
+	for n < 4*topK && n < MaxFlowTable {
+		n <<= 1
+	}
+	return n
 }
 
 // latencyBounds are the upper bounds, in nanoseconds, of the latency histograms' buckets:

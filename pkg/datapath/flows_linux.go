@@ -36,39 +36,61 @@ func (c clock) time(ns uint64) time.Time {
 	return c.wall.Add(-time.Duration(c.mono - int64(ns)))
 }
 
+// FlowWays is how many conversations a set of a flow table holds (FLOW_WAYS in
+// bpf/include/telegen.h).
+const FlowWays = 16
+
 // readFlows dumps both flow tables as one-way flows (sampled counts, unscaled) and returns
 // how many conversations they hold.
 func (r *Run) readFlows() ([]aggregate.Flow, uint64, error) {
 	clk := newClock()
-	var out []aggregate.Flow
-	k4, v4, err := dumpMap[telegenFlow4Key](r.maps.flows4)
+	var (
+		out     []aggregate.Flow
+		present uint64
+	)
+	seen := make(map[aggregate.FlowKey]int)
+	err := dumpSets(r.maps.flows4, func(set *telegenFlow4Set) {
+		for i := range set.Way {
+			w := &set.Way[i]
+			if w.Key.Used == 0 {
+				continue
+			}
+			present++
+			var a, b [4]byte
+			binary.NativeEndian.PutUint32(a[:], w.Key.Addr[0])
+			binary.NativeEndian.PutUint32(b[:], w.Key.Addr[1])
+			out = appendFlows(out, seen, clk, netip.AddrFrom4(a), netip.AddrFrom4(b), w.Key.Port, w.Key.Proto, w.Key.Vlan, &w.Val.D)
+		}
+	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("job %q: read IPv4 flows: %w", r.jobID, err)
 	}
-	for i, k := range k4 {
-		var a, b [4]byte
-		binary.NativeEndian.PutUint32(a[:], k.Addr[0])
-		binary.NativeEndian.PutUint32(b[:], k.Addr[1])
-		out = appendFlows(out, clk, netip.AddrFrom4(a), netip.AddrFrom4(b), k.Port, k.Proto, k.Vlan, &v4[i])
-	}
-	k6, v6, err := dumpMap[telegenFlow6Key](r.maps.flows6)
+	err = dumpSets(r.maps.flows6, func(set *telegenFlow6Set) {
+		for i := range set.Way {
+			w := &set.Way[i]
+			if w.Key.Used == 0 {
+				continue
+			}
+			present++
+			out = appendFlows(out, seen, clk, netip.AddrFrom16(w.Key.Addr[0]), netip.AddrFrom16(w.Key.Addr[1]), w.Key.Port, w.Key.Proto, w.Key.Vlan, &w.Val.D)
+		}
+	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("job %q: read IPv6 flows: %w", r.jobID, err)
 	}
-	for i, k := range k6 {
-		out = appendFlows(out, clk, netip.AddrFrom16(k.Addr[0]), netip.AddrFrom16(k.Addr[1]), k.Port, k.Proto, k.Vlan, &v6[i])
-	}
-	return out, uint64(len(k4) + len(k6)), nil
+	return out, present, nil
 }
 
-// appendFlows appends a conversation's directions that carried sampled packets.
-func appendFlows(out []aggregate.Flow, clk clock, a, b netip.Addr, port [2]uint16, proto uint8, vlan uint16, v *telegenFlowVal) []aggregate.Flow {
+// appendFlows appends a conversation's directions that carried sampled packets. Two CPUs that
+// meet a new conversation at the same moment may each give it a slot: seen (flow key to its
+// index in out) merges such twins.
+func appendFlows(out []aggregate.Flow, seen map[aggregate.FlowKey]int, clk clock, a, b netip.Addr, port [2]uint16, proto uint8, vlan uint16, dirs *[2]telegenFlowDir) []aggregate.Flow {
 	ends := [2]netip.Addr{a, b}
-	for side, d := range v.D {
+	for side, d := range dirs {
 		if d.Packets == 0 {
 			continue // a handshake seen unsampled, or only the other direction
 		}
-		out = append(out, aggregate.Flow{
+		f := aggregate.Flow{
 			Key: aggregate.FlowKey{
 				Src: ends[side], Dst: ends[side^1],
 				SrcPort: port[side], DstPort: port[side^1],
@@ -79,47 +101,59 @@ func appendFlows(out []aggregate.Flow, clk clock, a, b netip.Addr, port [2]uint1
 			FirstSeen: clk.time(d.FirstNs),
 			LastSeen:  clk.time(d.LastNs),
 			TCPFlags:  d.TcpFlags,
-		})
+		}
+		if i, ok := seen[f.Key]; ok {
+			t := &out[i]
+			t.Packets += f.Packets
+			t.Bytes += f.Bytes
+			t.TCPFlags |= f.TCPFlags
+			if f.FirstSeen.Before(t.FirstSeen) {
+				t.FirstSeen = f.FirstSeen
+			}
+			if f.LastSeen.After(t.LastSeen) {
+				t.LastSeen = f.LastSeen
+			}
+			continue
+		}
+		seen[f.Key] = len(out)
+		out = append(out, f)
 	}
 	return out
 }
 
-// dumpMap reads every entry of a hash map, in batches where the kernel can (5.6+), else one
-// by one. Entries the LRU evicts meanwhile may be missed; none is read twice.
-func dumpMap[K any](m *ebpf.Map) ([]K, []telegenFlowVal, error) {
-	const chunk = 4096
-	var (
-		keys   []K
-		vals   []telegenFlowVal
-		cursor ebpf.MapBatchCursor
-	)
-	kb := make([]K, chunk)
-	vb := make([]telegenFlowVal, chunk)
+// dumpSets reads every set of a flow table (an array map), in batches where the kernel can
+// (5.6+), else one by one.
+func dumpSets[S any](m *ebpf.Map, each func(*S)) error {
+	const chunk = 64
+	var cursor ebpf.MapBatchCursor
+	kb := make([]uint32, chunk)
+	vb := make([]S, chunk)
 	for {
 		n, err := m.BatchLookup(&cursor, kb, vb, nil)
-		keys = append(keys, kb[:n]...)
-		vals = append(vals, vb[:n]...)
+		for i := range n {
+			each(&vb[i])
+		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return keys, vals, nil
+			return nil
 		}
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			break
 		}
 		if err != nil {
-			return nil, nil, err
+			return err
+		}
+		if n == 0 {
+			return nil
 		}
 	}
-	keys, vals = keys[:0], vals[:0]
-	var (
-		k K
-		v telegenFlowVal
-	)
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		keys = append(keys, k)
-		vals = append(vals, v)
+	var set S
+	for i := range m.MaxEntries() {
+		if err := m.Lookup(i, &set); err != nil {
+			return err
+		}
+		each(&set)
 	}
-	return keys, vals, it.Err()
+	return nil
 }
 
 // topFlows sorts flows by bytes, then packets (largest first), then by key for a stable

@@ -208,8 +208,8 @@ func (m *Manager) load(job Job, set settings, mode string) (_ *ebpf.Collection, 
 			return nil, fmt.Errorf("load eBPF programs: constant %s: %w", name, err)
 		}
 	}
-	spec.Maps[telegenMapFlows4].MaxEntries = uint32(set.flowTable)
-	spec.Maps[telegenMapFlows6].MaxEntries = uint32(set.flowTable)
+	spec.Maps[telegenMapFlows4].MaxEntries = uint32(set.flowTable / FlowWays) // sets
+	spec.Maps[telegenMapFlows6].MaxEntries = uint32(set.flowTable / FlowWays)
 	if set.capture != nil {
 		spec.Maps[telegenMapSamples].MaxEntries = uint32(set.ringSize)
 	}
@@ -347,7 +347,7 @@ func (m *Manager) Adopt(jobID string) (_ *Run, err error) {
 		return nil, fmt.Errorf("adopt job %q: %w", jobID, err)
 	}
 	closers = append(closers, func() error { maps.close(); return nil })
-	set, err := loadSettings(m.spec, maps.config, int(maps.flows4.MaxEntries()))
+	set, err := loadSettings(m.spec, maps.config, int(maps.flows4.MaxEntries())*FlowWays)
 	if err != nil {
 		return nil, notFound("%v", err)
 	}

@@ -85,8 +85,8 @@ func (m *Manager) adoptMaps(dir string, entries []os.DirEntry) (_ jobMaps, err e
 		spec := *m.spec.Maps[mapPins[pin]]
 		switch pin {
 		case "flows4", "flows6":
-			if n := int(mm.MaxEntries()); n < MinFlowTable || n > MaxFlowTable {
-				return jm, fmt.Errorf("pinned %s map has %d entries: %w", pin, n, ErrNotFound)
+			if n := int(mm.MaxEntries()) * FlowWays; n < MinFlowTable || n > MaxFlowTable {
+				return jm, fmt.Errorf("pinned %s map holds %d flows: %w", pin, n, ErrNotFound)
 			}
 			spec.MaxEntries = mm.MaxEntries()
 		case "samples":

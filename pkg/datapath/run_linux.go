@@ -95,13 +95,11 @@ func (r *Run) Snapshot(detail bool) (aggregate.Snapshot, error) {
 	n := uint64(r.set.sampleRate)
 	snap := aggregate.Snapshot{SampleRate: r.set.sampleRate}
 	var (
-		flows   []aggregate.Flow
-		present uint64
-		err     error
+		flows []aggregate.Flow
+		err   error
 	)
 	if detail {
-		// Before the counters, so that inserts >= entries present.
-		if flows, present, err = r.readFlows(); err != nil {
+		if flows, _, err = r.readFlows(); err != nil {
 			return aggregate.Snapshot{}, err
 		}
 	}
@@ -135,7 +133,7 @@ func (r *Run) Snapshot(detail bool) (aggregate.Snapshot, error) {
 		return aggregate.Snapshot{}, err
 	}
 	if detail {
-		snap.FlowsEvicted = sum.FlowInserts - min(present, sum.FlowInserts)
+		snap.FlowsEvicted = sum.FlowEvictions
 		snap.TopFlows = topFlows(flows, r.set.topK)
 		for i := range snap.TopFlows {
 			snap.TopFlows[i].Packets *= n
@@ -170,6 +168,7 @@ func addStats(sum *telegenDirStats, s telegenDirStats) {
 	sum.TcpRetrans += s.TcpRetrans
 	sum.FlowInserts += s.FlowInserts
 	sum.FlowErrors += s.FlowErrors
+	sum.FlowEvictions += s.FlowEvictions
 	sum.CaptureSamples += s.CaptureSamples
 	sum.CaptureLost += s.CaptureLost
 	sum.CaptureCapped += s.CaptureCapped

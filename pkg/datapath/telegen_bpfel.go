@@ -38,6 +38,7 @@ type telegenDirStats struct {
 	Unparsed       uint64
 	NotErspan      uint64
 	Countdown      uint64
+	FlowEvictions  uint64
 }
 
 type telegenDirection uint32
@@ -48,22 +49,54 @@ const (
 	telegenDirectionDIR_MAX     telegenDirection = 2
 )
 
-type telegenFlow4Key struct {
+type telegenFlow4Set struct {
 	_     structs.HostLayout
-	Addr  [2]uint32
-	Port  [2]uint16
-	Vlan  uint16
-	Proto uint8
-	Pad   uint8
+	Claim uint32
+	Pad   uint32
+	Way   [16]struct {
+		_   structs.HostLayout
+		Key struct {
+			_     structs.HostLayout
+			Addr  [2]uint32
+			Port  [2]uint16
+			Vlan  uint16
+			Proto uint8
+			Used  uint8
+		}
+		Val struct {
+			_      structs.HostLayout
+			D      [2]telegenFlowDir
+			SynNs  uint64
+			SynIsn uint32
+			SynDir uint8
+			Pad    [3]uint8
+		}
+	}
 }
 
-type telegenFlow6Key struct {
+type telegenFlow6Set struct {
 	_     structs.HostLayout
-	Addr  [2][16]uint8
-	Port  [2]uint16
-	Vlan  uint16
-	Proto uint8
-	Pad   uint8
+	Claim uint32
+	Pad   uint32
+	Way   [16]struct {
+		_   structs.HostLayout
+		Key struct {
+			_     structs.HostLayout
+			Addr  [2][16]uint8
+			Port  [2]uint16
+			Vlan  uint16
+			Proto uint8
+			Used  uint8
+		}
+		Val struct {
+			_      structs.HostLayout
+			D      [2]telegenFlowDir
+			SynNs  uint64
+			SynIsn uint32
+			SynDir uint8
+			Pad    [3]uint8
+		}
+	}
 }
 
 type telegenFlowDir struct {
@@ -78,15 +111,6 @@ type telegenFlowDir struct {
 	TcpFlags uint8
 	SeqValid uint8
 	Pad      [6]uint8
-}
-
-type telegenFlowVal struct {
-	_      structs.HostLayout
-	D      [2]telegenFlowDir
-	SynNs  uint64
-	SynIsn uint32
-	SynDir uint8
-	Pad    [3]uint8
 }
 
 type telegenHist struct {
@@ -129,6 +153,8 @@ const (
 	telegenVarCfgErspanSession = "cfg_erspan_session"
 	telegenVarCfgFeatures      = "cfg_features"
 	telegenVarCfgFilters       = "cfg_filters"
+	telegenVarCfgFlowMask      = "cfg_flow_mask"
+	telegenVarCfgFlowSeed      = "cfg_flow_seed"
 	telegenVarCfgGaps          = "cfg_gaps"
 	telegenVarCfgLatBounds     = "cfg_lat_bounds"
 	telegenVarCfgProtos        = "cfg_protos"
@@ -142,7 +168,6 @@ const (
 	telegenVarCfgTopk          = "cfg_topk"
 	telegenVarCfgVlan          = "cfg_vlan"
 	telegenVarCfgWakeup        = "cfg_wakeup"
-	telegenVarZeroFlow         = "zero_flow"
 )
 
 // loadTelegen returns the embedded CollectionSpec for telegen.
@@ -221,6 +246,8 @@ type telegenVariableSpecs struct {
 	CfgErspanSession *ebpf.VariableSpec `ebpf:"cfg_erspan_session"`
 	CfgFeatures      *ebpf.VariableSpec `ebpf:"cfg_features"`
 	CfgFilters       *ebpf.VariableSpec `ebpf:"cfg_filters"`
+	CfgFlowMask      *ebpf.VariableSpec `ebpf:"cfg_flow_mask"`
+	CfgFlowSeed      *ebpf.VariableSpec `ebpf:"cfg_flow_seed"`
 	CfgGaps          *ebpf.VariableSpec `ebpf:"cfg_gaps"`
 	CfgLatBounds     *ebpf.VariableSpec `ebpf:"cfg_lat_bounds"`
 	CfgProtos        *ebpf.VariableSpec `ebpf:"cfg_protos"`
@@ -234,7 +261,6 @@ type telegenVariableSpecs struct {
 	CfgTopk          *ebpf.VariableSpec `ebpf:"cfg_topk"`
 	CfgVlan          *ebpf.VariableSpec `ebpf:"cfg_vlan"`
 	CfgWakeup        *ebpf.VariableSpec `ebpf:"cfg_wakeup"`
-	ZeroFlow         *ebpf.VariableSpec `ebpf:"zero_flow"`
 }
 
 // telegenObjects contains all objects after they have been loaded into the kernel.
@@ -292,6 +318,8 @@ type telegenVariables struct {
 	CfgErspanSession *ebpf.Variable `ebpf:"cfg_erspan_session"`
 	CfgFeatures      *ebpf.Variable `ebpf:"cfg_features"`
 	CfgFilters       *ebpf.Variable `ebpf:"cfg_filters"`
+	CfgFlowMask      *ebpf.Variable `ebpf:"cfg_flow_mask"`
+	CfgFlowSeed      *ebpf.Variable `ebpf:"cfg_flow_seed"`
 	CfgGaps          *ebpf.Variable `ebpf:"cfg_gaps"`
 	CfgLatBounds     *ebpf.Variable `ebpf:"cfg_lat_bounds"`
 	CfgProtos        *ebpf.Variable `ebpf:"cfg_protos"`
@@ -305,7 +333,6 @@ type telegenVariables struct {
 	CfgTopk          *ebpf.Variable `ebpf:"cfg_topk"`
 	CfgVlan          *ebpf.Variable `ebpf:"cfg_vlan"`
 	CfgWakeup        *ebpf.Variable `ebpf:"cfg_wakeup"`
-	ZeroFlow         *ebpf.Variable `ebpf:"zero_flow"`
 }
 
 // telegenPrograms contains all programs after they have been loaded into the kernel.
