@@ -72,6 +72,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_MMAPABLE);	/* page-aligned values */
 	__type(key, __u32);
 	__type(value, struct flow4_set);
 } flows4 SEC(".maps");
@@ -79,6 +80,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_MMAPABLE);	/* page-aligned values */
 	__type(key, __u32);
 	__type(value, struct flow6_set);
 } flows6 SEC(".maps");
@@ -657,7 +659,7 @@ static __always_inline int ip4_csum_bad(struct __sk_buff *skb, const struct pkt 
  * retransmissions and tcp.rtt on sampled segments only. Returns 1 for a
  * retransmission.
  */
-__global int tg_tcp(struct flow_val *v, struct sample *sm)
+static __always_inline int tg_tcp(struct flow_val *v, struct sample *sm)
 {
 	struct flow_dir *fd, *rd;
 	__u32 side, span, end;
@@ -672,17 +674,19 @@ __global int tg_tcp(struct flow_val *v, struct sample *sm)
 	fl = sm->p.tcp_flags;
 
 	if ((cfg_features & FEAT_LATENCY) && (fl & TCP_SYN)) {
+		struct flow_dir *hs = &v->d[0];	/* holds the handshake */
+
 		if (!(fl & TCP_ACK)) {
-			if (v->syn_ns && v->syn_isn == sm->p.seq && v->syn_dir == side) {
-				v->syn_ns = 1;	/* retransmitted SYN: ambiguous (Karn) */
+			if (hs->syn_ns && hs->syn_isn == sm->p.seq && hs->syn_dir == side) {
+				hs->syn_ns = 1;	/* retransmitted SYN: ambiguous (Karn) */
 			} else {
-				v->syn_ns = bpf_ktime_get_ns();
-				v->syn_isn = sm->p.seq;
-				v->syn_dir = side;
+				hs->syn_ns = bpf_ktime_get_ns();
+				hs->syn_isn = sm->p.seq;
+				hs->syn_dir = side;
 			}
-		} else if (v->syn_ns > 1 && v->syn_dir != side && sm->p.ack == v->syn_isn + 1) {
-			hist_add(HIST_NET_LATENCY, bpf_ktime_get_ns() - v->syn_ns);
-			v->syn_ns = 0;
+		} else if (hs->syn_ns > 1 && hs->syn_dir != side && sm->p.ack == hs->syn_isn + 1) {
+			hist_add(HIST_NET_LATENCY, bpf_ktime_get_ns() - hs->syn_ns);
+			hs->syn_ns = 0;
 		}
 	}
 	if (!sm->sampled)
@@ -754,7 +758,7 @@ static __always_inline int flow_find##f(struct flow##f##_set *set, const struct 
 	const __u64 *b = (const __u64 *)k;						\
 											\
 	for (int i = 0; i < FLOW_WAYS; i++) {						\
-		const __u64 *a = (const __u64 *)&set->way[i].key;			\
+		const __u64 *a = (const __u64 *)&set->key[i];			\
 		int eq = a[0] == b[0];							\
 											\
 		_Pragma("unroll")							\
@@ -784,22 +788,22 @@ __global int tg_insert##f(struct flow##f##_set *set, const struct flow##f##_key 
 		return i;								\
 	}										\
 	for (i = 0; i < FLOW_WAYS; i++) {						\
-		if (!set->way[i].key.used) {						\
+		if (!set->key[i].used) {						\
 			victim = i;							\
 			break;								\
 		}									\
-		age = slot_age(&set->way[i].val);					\
+		age = slot_age(&set->val[i]);					\
 		if (age < oldest) {							\
 			oldest = age;							\
 			victim = i;							\
 		}									\
 	}										\
 	victim &= FLOW_WAYS - 1;							\
-	if (set->way[victim].key.used)							\
+	if (set->key[victim].used)							\
 		st->flow_evictions++;							\
 	st->flow_inserts++;								\
-	__builtin_memset(&set->way[victim].val, 0, sizeof(struct flow_val));		\
-	set->way[victim].key = *k;							\
+	__builtin_memset(&set->val[victim], 0, sizeof(struct flow_val));		\
+	set->key[victim] = *k;							\
 	__sync_fetch_and_and(&set->claim, 0);						\
 	return victim;									\
 }
@@ -866,7 +870,7 @@ __global int tg_flow4(struct sample *sm, struct dir_stats *st)
 	if (slot < 0)
 		slot = tg_insert4(set, &k, st);
 	if (slot >= 0)
-		flow_update(&set->way[slot & (FLOW_WAYS - 1)].val, sm, st);
+		flow_update(&set->val[slot & (FLOW_WAYS - 1)], sm, st);
 	return 0;
 }
 
@@ -925,7 +929,7 @@ __global int tg_flow6(struct __sk_buff *skb, struct sample *sm, struct dir_stats
 	if (slot < 0)
 		slot = tg_insert6(set, &k, st);
 	if (slot >= 0)
-		flow_update(&set->way[slot & (FLOW_WAYS - 1)].val, sm, st);
+		flow_update(&set->val[slot & (FLOW_WAYS - 1)], sm, st);
 	return 0;
 }
 

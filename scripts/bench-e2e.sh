@@ -48,6 +48,7 @@ line=$(grep -o 'telegen_extra_ns=[^ ]* tcpdump_extra_ns=[^ ]* ratio=[^ ]*' "$log
 rounds=$(grep -E '^[[:space:]]*bench_e2e_test.go:[0-9]+: round ' "$log" | sed 's/^[[:space:]]*bench_e2e_test.go:[0-9]*: //')
 detail=$(grep -m1 'detail: ' "$log" | sed 's/^[[:space:]]*bench_e2e_test.go:[0-9]*: detail: //')
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
+empty=$(grep -o 'empty_extra_ns=[^ ]*' "$log" | tail -1 | cut -d= -f2)
 verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met") }')
 {
 	echo
@@ -59,6 +60,7 @@ verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met
 	echo "|---|---|---|"
 	echo "| telegen job extra CPU | $(field telegen_extra_ns) ns/packet | |"
 	echo "| tcpdump -w /dev/null extra CPU | $(field tcpdump_extra_ns) ns/packet | |"
+	echo "| empty program on the same hooks, extra CPU (for reference) | ${empty:-?} ns/packet | |"
 	echo "| ratio telegen/tcpdump | $(field ratio) | ≤ 0.25 ($verdict) |"
 	echo
 	echo "Raw: \`$detail\`"

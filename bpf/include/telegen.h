@@ -107,6 +107,8 @@ struct flow6_key {
 	__u8 used;
 };
 
+/* One direction of a conversation: a cache line of its own, so that a frame
+ * touches one line of its conversation's value. */
 struct flow_dir {
 	__u64 packets;
 	__u64 bytes;
@@ -117,41 +119,41 @@ struct flow_dir {
 	__u32 probe_ack;	/* TCP: the ACK number that answers the probe */
 	__u8 tcp_flags;	/* OR of the flags seen */
 	__u8 seq_valid;	/* seq_end holds a value */
-	__u8 pad[6];
+	__u8 syn_dir;	/* d[0] only, the handshake: which endpoint sent the SYN */
+	__u8 pad;
+	__u32 syn_isn;	/* d[0] only: the SYN's sequence number */
+	__u64 syn_ns;	/* d[0] only: SYN seen at (fine clock); 0 none, 1 ambiguous */
 };
+_Static_assert(sizeof(struct flow_dir) == 64, "flow_dir is a cache line");
 
 struct flow_val {
 	struct flow_dir d[2];
-	__u64 syn_ns;	/* handshake: SYN seen at (fine clock); 0 none, 1 ambiguous */
-	__u32 syn_isn;	/* the SYN's sequence number */
-	__u8 syn_dir;	/* which endpoint sent the SYN */
-	__u8 pad[3];
 };
 
 #define FLOW_WAYS 16
 
-struct flow4_slot {
-	struct flow4_key key;
-	struct flow_val val;
-};
-
-struct flow6_slot {
-	struct flow6_key key;
-	struct flow_val val;
-};
-
-/* One set: claim is 1 while a CPU inserts into it (cmpxchg), else 0. */
+/* One set: claim is 1 while a CPU inserts into it (cmpxchg), else 0. The
+ * keys come together, ahead of the values, so that finding one reads a
+ * cache line or two rather than one per slot; the header fills a line and
+ * every part is a whole number of lines, so in a page-aligned (mmapable)
+ * array each value's directions sit on lines of their own. */
 struct flow4_set {
 	__u32 claim;
-	__u32 pad;
-	struct flow4_slot way[FLOW_WAYS];
+	__u32 pad[15];
+	struct flow4_key key[FLOW_WAYS];
+	struct flow_val val[FLOW_WAYS];
 };
+_Static_assert(sizeof(struct flow4_set) % 64 == 0, "flow4_set is whole lines");
+_Static_assert(__builtin_offsetof(struct flow4_set, val) % 64 == 0, "flow4_set values on lines");
 
 struct flow6_set {
 	__u32 claim;
-	__u32 pad;
-	struct flow6_slot way[FLOW_WAYS];
+	__u32 pad[15];
+	struct flow6_key key[FLOW_WAYS];
+	struct flow_val val[FLOW_WAYS];
 };
+_Static_assert(sizeof(struct flow6_set) % 64 == 0, "flow6_set is whole lines");
+_Static_assert(__builtin_offsetof(struct flow6_set, val) % 64 == 0, "flow6_set values on lines");
 
 /* Latency histograms (BPF_MAP_TYPE_PERCPU_ARRAY keys). */
 enum hist_id {

@@ -50,29 +50,29 @@ func (r *Run) readFlows() ([]aggregate.Flow, uint64, error) {
 	)
 	seen := make(map[aggregate.FlowKey]int)
 	err := dumpSets(r.maps.flows4, func(set *telegenFlow4Set) {
-		for i := range set.Way {
-			w := &set.Way[i]
-			if w.Key.Used == 0 {
+		for i := range set.Key {
+			k := &set.Key[i]
+			if k.Used == 0 {
 				continue
 			}
 			present++
 			var a, b [4]byte
-			binary.NativeEndian.PutUint32(a[:], w.Key.Addr[0])
-			binary.NativeEndian.PutUint32(b[:], w.Key.Addr[1])
-			out = appendFlows(out, seen, clk, netip.AddrFrom4(a), netip.AddrFrom4(b), w.Key.Port, w.Key.Proto, w.Key.Vlan, &w.Val.D)
+			binary.NativeEndian.PutUint32(a[:], k.Addr[0])
+			binary.NativeEndian.PutUint32(b[:], k.Addr[1])
+			out = appendFlows(out, seen, clk, netip.AddrFrom4(a), netip.AddrFrom4(b), k.Port, k.Proto, k.Vlan, &set.Val[i].D)
 		}
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("job %q: read IPv4 flows: %w", r.jobID, err)
 	}
 	err = dumpSets(r.maps.flows6, func(set *telegenFlow6Set) {
-		for i := range set.Way {
-			w := &set.Way[i]
-			if w.Key.Used == 0 {
+		for i := range set.Key {
+			k := &set.Key[i]
+			if k.Used == 0 {
 				continue
 			}
 			present++
-			out = appendFlows(out, seen, clk, netip.AddrFrom16(w.Key.Addr[0]), netip.AddrFrom16(w.Key.Addr[1]), w.Key.Port, w.Key.Proto, w.Key.Vlan, &w.Val.D)
+			out = appendFlows(out, seen, clk, netip.AddrFrom16(k.Addr[0]), netip.AddrFrom16(k.Addr[1]), k.Port, k.Proto, k.Vlan, &set.Val[i].D)
 		}
 	})
 	if err != nil {

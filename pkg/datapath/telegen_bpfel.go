@@ -52,50 +52,36 @@ const (
 type telegenFlow4Set struct {
 	_     structs.HostLayout
 	Claim uint32
-	Pad   uint32
-	Way   [16]struct {
-		_   structs.HostLayout
-		Key struct {
-			_     structs.HostLayout
-			Addr  [2]uint32
-			Port  [2]uint16
-			Vlan  uint16
-			Proto uint8
-			Used  uint8
-		}
-		Val struct {
-			_      structs.HostLayout
-			D      [2]telegenFlowDir
-			SynNs  uint64
-			SynIsn uint32
-			SynDir uint8
-			Pad    [3]uint8
-		}
+	Pad   [15]uint32
+	Key   [16]struct {
+		_     structs.HostLayout
+		Addr  [2]uint32
+		Port  [2]uint16
+		Vlan  uint16
+		Proto uint8
+		Used  uint8
+	}
+	Val [16]struct {
+		_ structs.HostLayout
+		D [2]telegenFlowDir
 	}
 }
 
 type telegenFlow6Set struct {
 	_     structs.HostLayout
 	Claim uint32
-	Pad   uint32
-	Way   [16]struct {
-		_   structs.HostLayout
-		Key struct {
-			_     structs.HostLayout
-			Addr  [2][16]uint8
-			Port  [2]uint16
-			Vlan  uint16
-			Proto uint8
-			Used  uint8
-		}
-		Val struct {
-			_      structs.HostLayout
-			D      [2]telegenFlowDir
-			SynNs  uint64
-			SynIsn uint32
-			SynDir uint8
-			Pad    [3]uint8
-		}
+	Pad   [15]uint32
+	Key   [16]struct {
+		_     structs.HostLayout
+		Addr  [2][16]uint8
+		Port  [2]uint16
+		Vlan  uint16
+		Proto uint8
+		Used  uint8
+	}
+	Val [16]struct {
+		_ structs.HostLayout
+		D [2]telegenFlowDir
 	}
 }
 
@@ -110,7 +96,10 @@ type telegenFlowDir struct {
 	ProbeAck uint32
 	TcpFlags uint8
 	SeqValid uint8
-	Pad      [6]uint8
+	SynDir   uint8
+	Pad      uint8
+	SynIsn   uint32
+	SynNs    uint64
 }
 
 type telegenHist struct {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/telegen-sonic/telegen-sonic/pkg/internal/testenv"
 )
@@ -37,6 +42,8 @@ import (
 // protocol, port and DSCP filters are all on without filtering anything out.
 //
 //	tcpdump  tcpdump -i Ethernet16 -w /dev/null
+//	empty    an empty program on the same hooks the job uses (TCX ingress and egress): what
+//	         merely having a program on the path costs, whatever it does
 //
 // A mode's extra cost is its ns/packet less the same round's base ns/packet; the figure
 // reported is the median over rounds.
@@ -66,7 +73,7 @@ func BenchmarkDataPlaneCPU(b *testing.B) {
 		ph.measure("base", -1) // warm-up: page cache, neighbour state, CPU frequency
 		ns := map[string][]float64{}
 		var drops, matched []string
-		modes := []string{"base", "telegen", "tcpdump"}
+		modes := []string{"base", "telegen", "tcpdump", "empty"}
 		for r := range rounds {
 			line := fmt.Sprintf("round %d:", r+1)
 			for i := range modes {
@@ -85,20 +92,23 @@ func BenchmarkDataPlaneCPU(b *testing.B) {
 		}
 		d.stop(b)
 
-		var tg, td []float64
+		var tg, td, em []float64
 		for r := range rounds {
 			tg = append(tg, ns["telegen"][r]-ns["base"][r])
 			td = append(td, ns["tcpdump"][r]-ns["base"][r])
+			em = append(em, ns["empty"][r]-ns["base"][r])
 		}
-		base, tgX, tdX := median(ns["base"]), median(tg), median(td)
+		base, tgX, tdX, emX := median(ns["base"]), median(tg), median(td), median(em)
 		ratio := tgX / tdX
 		b.ReportMetric(base, "base-ns/pkt")
 		b.ReportMetric(tgX, "telegen-extra-ns/pkt")
 		b.ReportMetric(tdX, "tcpdump-extra-ns/pkt")
+		b.ReportMetric(emX, "empty-extra-ns/pkt")
 		b.ReportMetric(ratio, "ratio")
 		b.Logf("detail: %d rounds of %d frames (trafgen mix flows, 1024 flows, tcpreplay --topspeed); base %.0f ns/pkt; "+
-			"telegen extra per round %s; tcpdump extra per round %s; job counted %s; tcpdump kernel drops %s",
-			rounds, loops*pcapFrames, base, fmtList(tg), fmtList(td), strings.Join(matched, " "), strings.Join(drops, " "))
+			"telegen extra per round %s; tcpdump extra per round %s; empty program extra per round %s; job counted %s; tcpdump kernel drops %s",
+			rounds, loops*pcapFrames, base, fmtList(tg), fmtList(td), fmtList(em), strings.Join(matched, " "), strings.Join(drops, " "))
+		b.Logf("empty_extra_ns=%.0f", emX)
 		b.Logf("telegen_extra_ns=%.0f tcpdump_extra_ns=%.0f ratio=%.3f", tgX, tdX, ratio)
 	}
 }
@@ -168,6 +178,8 @@ func (p *phases) measure(mode string, round int) phaseResult {
 		}
 	case "tcpdump":
 		teardown = p.startTcpdump()
+	case "empty":
+		teardown = p.attachEmpty()
 	}
 	time.Sleep(200 * time.Millisecond)
 	c0, p0, t0 := p.cpu(), p.rxPackets(), time.Now()
@@ -184,6 +196,40 @@ func (p *phases) measure(mode string, round int) phaseResult {
 		res.note = fmt.Sprintf("%s/%d", res.note, res.pkts)
 	}
 	return res
+}
+
+// attachEmpty attaches a program that only passes the frame on (TCX_NEXT) to Ethernet16's
+// ingress and egress, as telegend attaches a job here, and returns what detaches it.
+func (p *phases) attachEmpty() func(uint64) string {
+	b := p.b
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "empty", Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()},
+	})
+	must(b, err)
+	var links []link.Link
+	err = testenv.NamedNetNS(p.s.swNS).Do(func() error {
+		ifc, err := net.InterfaceByName("Ethernet16")
+		if err != nil {
+			return err
+		}
+		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: at})
+			if err != nil {
+				return err
+			}
+			links = append(links, l)
+		}
+		return nil
+	})
+	must(b, err)
+	return func(uint64) string {
+		for _, l := range links {
+			must(b, l.Close())
+		}
+		must(b, prog.Close())
+		return ""
+	}
 }
 
 // startTcpdump starts tcpdump in the switch namespace, in the measured cgroup, and returns

@@ -57,6 +57,9 @@ func NewNetNS(t testing.TB) *NetNS {
 	return n
 }
 
+// NamedNetNS is a handle to an existing namespace that someone else made (and deletes).
+func NamedNetNS(name string) *NetNS { return &NetNS{name: name} }
+
 // Name is the namespace's name for `ip netns exec`, `ip -n`, `tc -n`.
 func (n *NetNS) Name() string { return n.name }
 
