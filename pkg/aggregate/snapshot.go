@@ -27,7 +27,7 @@ type Snapshot struct {
 	// counts are of sampled packets, scaled by SampleRate when SampleRate > 1.
 	TopFlows     []Flow
 	FlowsSeen    uint64 // distinct flows inserted into the flow table
-	FlowsEvicted uint64 // flows pushed out of the LRU table before the job ended
+	FlowsEvicted uint64 // flows pushed out of a full set of the flow table by new ones
 
 	// Latency histograms by metric name ("tcp.rtt", "network.latency"), in nanoseconds. Their
 	// counts are samples taken, never scaled.
