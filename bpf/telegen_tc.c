@@ -51,9 +51,10 @@ volatile const __u64 cfg_cap_max_bytes = 0;	/* captured bytes, 0 = no cap */
 volatile const __u64 cfg_wakeup = 0;	/* wake the reader from this many bytes in the ring */
 /* ERSPAN: the session whose copies this job analyses; 0xffff = any (and type I). */
 volatile const __u16 cfg_erspan_session = 0xffff;
-/* Flow tables: sets - 1, and the job's hash seed (random, so that nobody
- * can aim conversations at one set). */
+/* Flow tables: sets - 1, 64 - log2(sets), and the job's hash seed (random,
+ * so that nobody can aim conversations at one set). */
 volatile const __u32 cfg_flow_mask = 255;
+volatile const __u32 cfg_flow_shift = 56;
 volatile const __u64 cfg_flow_seed = 0;
 /* Not used here: recorded for a restarted daemon that adopts the job. */
 volatile const __u32 cfg_topk = 0;
@@ -721,18 +722,22 @@ static __always_inline int tg_tcp(struct flow_val *v, struct sample *sm)
 	return retrans;
 }
 
-/* The set of a key, by a multiply-xorshift hash of its words (seeded). */
+/* The set of a key: each word, seeded, times its own odd constant, the
+ * products added (independent multiplies: a short dependency chain); the
+ * set is the top bits of the sum, the only ones every input bit reaches
+ * (Fibonacci hashing). */
 static __always_inline __u32 flow_hash(const __u64 *w, int n)
 {
-	__u64 h = cfg_flow_seed;
+	static const __u64 mult[5] = {
+		0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL, 0x94d049bb133111ebULL,
+		0xd6e8feb86659fd93ULL, 0xc2b2ae3d27d4eb4fULL,
+	};
+	__u64 seed = cfg_flow_seed, h = 0;
 
 #pragma unroll
-	for (int i = 0; i < n; i++) {
-		h = (h ^ w[i]) * 0x9e3779b97f4a7c15ULL;
-		h ^= h >> 29;
-	}
-	h *= 0xbf58476d1ce4e5b9ULL;
-	return (h ^ (h >> 32)) & cfg_flow_mask;
+	for (int i = 0; i < n && i < 5; i++)
+		h += (w[i] ^ (seed >> i)) * mult[i];
+	return (__u32)(h >> cfg_flow_shift) & cfg_flow_mask;
 }
 
 /* The recency of a slot: when it was last sampled (0 = never: a handshake

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"net/netip"
 
@@ -195,6 +196,7 @@ func (j Job) consts(s settings) map[string]any {
 		telegenVarCfgTopk:          uint32(s.topK),
 		telegenVarCfgWakeup:        uint64(s.ringSize / 4),
 		telegenVarCfgFlowMask:      uint32(s.flowTable/FlowWays - 1),
+		telegenVarCfgFlowShift:     uint32(64 - bits.TrailingZeros(uint(s.flowTable/FlowWays))),
 		telegenVarCfgFlowSeed:      rand.Uint64(),
 	}
 }

@@ -144,6 +144,7 @@ const (
 	telegenVarCfgFilters       = "cfg_filters"
 	telegenVarCfgFlowMask      = "cfg_flow_mask"
 	telegenVarCfgFlowSeed      = "cfg_flow_seed"
+	telegenVarCfgFlowShift     = "cfg_flow_shift"
 	telegenVarCfgGaps          = "cfg_gaps"
 	telegenVarCfgLatBounds     = "cfg_lat_bounds"
 	telegenVarCfgProtos        = "cfg_protos"
@@ -237,6 +238,7 @@ type telegenVariableSpecs struct {
 	CfgFilters       *ebpf.VariableSpec `ebpf:"cfg_filters"`
 	CfgFlowMask      *ebpf.VariableSpec `ebpf:"cfg_flow_mask"`
 	CfgFlowSeed      *ebpf.VariableSpec `ebpf:"cfg_flow_seed"`
+	CfgFlowShift     *ebpf.VariableSpec `ebpf:"cfg_flow_shift"`
 	CfgGaps          *ebpf.VariableSpec `ebpf:"cfg_gaps"`
 	CfgLatBounds     *ebpf.VariableSpec `ebpf:"cfg_lat_bounds"`
 	CfgProtos        *ebpf.VariableSpec `ebpf:"cfg_protos"`
@@ -309,6 +311,7 @@ type telegenVariables struct {
 	CfgFilters       *ebpf.Variable `ebpf:"cfg_filters"`
 	CfgFlowMask      *ebpf.Variable `ebpf:"cfg_flow_mask"`
 	CfgFlowSeed      *ebpf.Variable `ebpf:"cfg_flow_seed"`
+	CfgFlowShift     *ebpf.Variable `ebpf:"cfg_flow_shift"`
 	CfgGaps          *ebpf.Variable `ebpf:"cfg_gaps"`
 	CfgLatBounds     *ebpf.Variable `ebpf:"cfg_lat_bounds"`
 	CfgProtos        *ebpf.Variable `ebpf:"cfg_protos"`

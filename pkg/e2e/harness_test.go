@@ -155,8 +155,9 @@ type daemonProc struct {
 }
 
 // startDaemon starts telegend in the switch namespace (network only: it shares the host's
-// mounts, so its pins land in the host's bpffs).
-func (s *vswitch) startDaemon() *daemonProc {
+// mounts, so its pins land in the host's bpffs). Tests run it with short intervals and debug
+// logs; flags in override come after those and win (the last of a flag counts).
+func (s *vswitch) startDaemon(override ...string) *daemonProc {
 	s.t.Helper()
 	logPath := filepath.Join(s.t.TempDir(), "telegend.log")
 	logFile, err := os.Create(logPath)
@@ -165,6 +166,7 @@ func (s *vswitch) startDaemon() *daemonProc {
 		telegendBin, "--db-config", s.redis.ConfigPath, "--attach-mode", s.mode,
 		"--pin-dir", s.pinDir, "--state-dir", s.stateDir, "--capture-dir", filepath.Join(s.stateDir, "captures"), "--log-level", "debug",
 		"--stats-interval", "200ms", "--resync-interval", "2s", "--sweep-interval", "2s")
+	cmd.Args = append(cmd.Args, override...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	must(s.t, cmd.Start())
 	logFile.Close()
