@@ -835,7 +835,7 @@ static __always_inline void flow_update(struct flow_val *v, struct sample *sm, s
 }
 
 /* IPv4 conversation of the frame: count it, analyse TCP. */
-__global int tg_flow4(struct sample *sm, struct dir_stats *st)
+static __always_inline int tg_flow4(struct sample *sm, struct dir_stats *st)
 {
 	struct flow4_key k = {};
 	struct flow4_set *set;
@@ -880,7 +880,7 @@ __global int tg_flow4(struct sample *sm, struct dir_stats *st)
 }
 
 /* IPv6 conversation of the frame: count it, analyse TCP. */
-__global int tg_flow6(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st)
+static __always_inline int tg_flow6(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st)
 {
 	struct flow6_key k = {};
 	struct flow6_set *set;
