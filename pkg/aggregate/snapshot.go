@@ -41,6 +41,18 @@ type Snapshot struct {
 	Unparsed uint64
 	// Capture is what a pcaplike job's kernel side did with its samples; nil without capture.
 	Capture *CaptureCounts
+	// Programs is what the job's eBPF programs cost, when the kernel accounts it.
+	Programs ProgramStats
+}
+
+// ProgramStats is the kernel's accounting of a job's eBPF programs, summed over its hooks:
+// cumulative run time and runs (frames seen). The kernel keeps it only while
+// kernel.bpf_stats_enabled is 1 (the accounting costs two clock reads per run); Known says
+// whether it did.
+type ProgramStats struct {
+	Known   bool
+	RunTime time.Duration
+	Runs    uint64
 }
 
 // CaptureCounts are a pcaplike job's samples as the kernel handled them.

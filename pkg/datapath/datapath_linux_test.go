@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/telegen-sonic/telegen-sonic/pkg/internal/testenv"
 )
@@ -734,6 +735,44 @@ func TestStartCloseCycles(t *testing.T) {
 			slices.Sort(took)
 			t.Logf("Start (both hooks) p50 %v, max %v (informational)", took[len(took)/2], took[len(took)-1])
 			e.assertNothingLeft(t, m)
+		})
+	}
+}
+
+// TestProgramStats: while the kernel accounts program run time, a job's snapshot carries its
+// programs' runs (one per frame on its hooks) and run time, in both attach modes, and for a
+// job adopted by a new Manager too.
+func TestProgramStats(t *testing.T) {
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enable kernel program statistics: %v", err)
+	}
+	defer stats.Close()
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			e := newEnv(t)
+			p := pcapFile(t)
+			r := e.start(t, e.manager(t, mode), Job{ID: "st", Interface: port, Ingress: true, Egress: true})
+			e.replayIngress(t)
+			waitCounters(t, r, Counters{IngressPackets: p.packets, IngressBytes: p.bytes})
+			s, err := r.Snapshot(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Runs: the replayed frames, plus whatever the kernel itself sent (none expected).
+			if ps := s.Programs; !ps.Known || ps.Runs < p.packets || ps.RunTime <= 0 {
+				t.Errorf("program stats %+v, want known, >= %d runs, some run time", ps, p.packets)
+			}
+			var adopted *Run
+			e.in(t, func() {
+				if adopted, err = e.manager(t, mode).Adopt("st"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			e.closeLater(t, adopted)
+			if s2, err := adopted.Snapshot(false); err != nil || s2.Programs.Runs < s.Programs.Runs {
+				t.Errorf("adopted: program stats %+v (%v), want at least %+v", s2.Programs, err, s.Programs)
+			}
 		})
 	}
 }

@@ -281,6 +281,11 @@ func (r *Run) attachTCX(prog *ebpf.Program, hook, pin string) error {
 	if err := l.Pin(pin); err != nil {
 		return fmt.Errorf("pin tcx %s link: %w", hook, err)
 	}
+	if info, err := prog.Info(); err == nil {
+		if id, ok := info.ID(); ok {
+			r.progIDs = append(r.progIDs, id)
+		}
+	}
 	return nil
 }
 
@@ -300,6 +305,7 @@ func (r *Run) attachClsact(prog *ebpf.Program, hook, pin string) error {
 	if err := prog.Pin(pin); err != nil {
 		return fmt.Errorf("pin clsact %s program: %w", hook, err)
 	}
+	r.progIDs = append(r.progIDs, progID)
 	return nil
 }
 
@@ -394,7 +400,7 @@ func (m *Manager) Adopt(jobID string) (_ *Run, err error) {
 			if tcx == nil || tcx.Ifindex == 0 || ebpf.AttachType(tcx.AttachType) != tcxAttachType(hook) {
 				return nil, notFound("tcx %s link is detached", hook)
 			}
-			idx, st.lnk = int(tcx.Ifindex), l
+			idx, st.lnk, st.progID = int(tcx.Ifindex), l, int(info.Program)
 		} else {
 			prog, err := ebpf.LoadPinnedProgram(path, nil)
 			if err != nil {
@@ -440,6 +446,7 @@ func (m *Manager) Adopt(jobID string) (_ *Run, err error) {
 		r.push("release clsact qdisc", func() error { return m.releaseClsact(ifindex) })
 	}
 	for _, st := range found {
+		r.progIDs = append(r.progIDs, ebpf.ProgramID(st.progID))
 		if mode == ModeTCX {
 			r.push("detach tcx "+st.hook, func() error { return detachLink(st.lnk) })
 		} else {

@@ -5,8 +5,12 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
 )
@@ -26,6 +30,8 @@ type Run struct {
 	undo   []undoStep
 
 	capture *capture // nil unless the job captures
+
+	progIDs []ebpf.ProgramID // the attached programs, for their kernel run statistics
 }
 
 // undoStep reverses one step of setting a job up. Steps run last-in first-out.
@@ -132,6 +138,7 @@ func (r *Run) Snapshot(detail bool) (aggregate.Snapshot, error) {
 	if snap.Latency, err = r.readLatency(); err != nil {
 		return aggregate.Snapshot{}, err
 	}
+	snap.Programs = r.programStats()
 	if detail {
 		snap.FlowsEvicted = sum.FlowEvictions
 		snap.TopFlows = topFlows(flows, r.set.topK)
@@ -156,6 +163,32 @@ func (r *Run) readStats() ([2]telegenDirStats, error) {
 		}
 	}
 	return out, nil
+}
+
+// bpfStatsSysctl says whether the kernel accounts every program's run time; it may also do so
+// for a holder of a BPF_ENABLE_STATS descriptor, which the sysctl does not show.
+const bpfStatsSysctl = "/proc/sys/kernel/bpf_stats_enabled"
+
+// programStats sums the kernel's run statistics of the job's programs. They are known when the
+// sysctl is on or the kernel has counted runs; a program that cannot be read (gone) adds nothing.
+func (r *Run) programStats() aggregate.ProgramStats {
+	var ps aggregate.ProgramStats
+	for _, id := range r.progIDs {
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		st, err := p.Stats()
+		p.Close()
+		if err != nil {
+			continue
+		}
+		ps.RunTime += st.Runtime
+		ps.Runs += st.RunCount
+	}
+	on, _ := os.ReadFile(bpfStatsSysctl)
+	ps.Known = ps.Runs > 0 || strings.TrimSpace(string(on)) == "1"
+	return ps
 }
 
 func addStats(sum *telegenDirStats, s telegenDirStats) {

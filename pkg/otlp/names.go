@@ -16,6 +16,8 @@ const (
 	MetricJobsStarted    = "telegen.jobs.started"
 	MetricJobsEnded      = "telegen.jobs.ended"
 	MetricExportFailures = "telegen.otlp.export.failures"
+	MetricBPFRunTime     = "telegen.bpf.run_time" // per job, while the kernel accounts it
+	MetricBPFRuns        = "telegen.bpf.runs"
 )
 
 // Attribute keys.

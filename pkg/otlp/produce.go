@@ -186,6 +186,14 @@ func (v jobView) scope(now time.Time) metricdata.ScopeMetrics {
 	}
 	ms = append(ms, gauge(MetricJobAttached, "1 while the job's programs are attached, 0 in its final export.", "1",
 		point(j.sets.attached, start, ts, attached)))
+	if p := s.Programs; p.Known {
+		ms = append(ms,
+			sum(MetricBPFRunTime, "Time the job's eBPF programs ran, as the kernel accounts it (kernel.bpf_stats_enabled).", "ns",
+				point(j.sets.attached, start, ts, uint64(p.RunTime.Nanoseconds()))),
+			sum(MetricBPFRuns, "Runs of the job's eBPF programs (one per frame on its hooks), as the kernel accounts them.", "{run}",
+				point(j.sets.attached, start, ts, p.Runs)),
+		)
+	}
 	return metricdata.ScopeMetrics{Scope: instrumentation.Scope{Name: ScopeName, Attributes: j.sets.scope}, Metrics: ms}
 }
 

@@ -95,6 +95,7 @@ func TestInstrumentMapping(t *testing.T) {
 			"tcp.rtt":         {Bounds: []uint64{500}, Counts: []uint64{4, 0}, Sum: 1200, Count: 4},
 			"ignored":         {Bounds: []uint64{1}, Counts: []uint64{1, 1}},
 		},
+		Programs: aggregate.ProgramStats{Known: true, RunTime: 1500 * time.Nanosecond, Runs: 14},
 	}
 	e.Update("j1", snap)
 	clk.Set(t2)
@@ -138,6 +139,10 @@ func TestInstrumentMapping(t *testing.T) {
 					Data: hist([]float64{500}, []uint64{4, 0}, 4, 1200)},
 				gauge("telegen.job.attached", "1 while the job's programs are attached, 0 in its final export.", "1",
 					dp(t1, t2, 1, id, dev, port)),
+				sum("telegen.bpf.run_time", "Time the job's eBPF programs ran, as the kernel accounts it (kernel.bpf_stats_enabled).", "ns",
+					dp(t1, t2, 1500, id, dev, port)),
+				sum("telegen.bpf.runs", "Runs of the job's eBPF programs (one per frame on its hooks), as the kernel accounts them.", "{run}",
+					dp(t1, t2, 14, id, dev, port)),
 			}},
 		},
 	}
