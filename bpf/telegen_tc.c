@@ -660,7 +660,7 @@ static __always_inline int ip4_csum_bad(struct __sk_buff *skb, const struct pkt 
  * retransmissions and tcp.rtt on sampled segments only. Returns 1 for a
  * retransmission.
  */
-static __always_inline int tg_tcp(struct flow_val *v, struct sample *sm)
+__global int tg_tcp(struct flow_val *v, struct sample *sm)
 {
 	struct flow_dir *fd, *rd;
 	__u32 side, span, end;
@@ -764,22 +764,52 @@ static __always_inline int flow_find##f(struct flow##f##_set *set, const struct 
 											\
 	for (int i = 0; i < FLOW_WAYS; i++) {						\
 		const __u64 *a = (const __u64 *)&set->key[i];			\
-		int eq = a[0] == b[0];							\
+		int j;									\
 											\
 		_Pragma("unroll")							\
-		for (int j = 1; j < (int)(sizeof(*k) / 8); j++)				\
-			eq &= a[j] == b[j];						\
-		if (eq)									\
+		for (j = 0; j < (int)(sizeof(*k) / 8); j++)				\
+			if (a[j] != b[j])						\
+				break;							\
+		if (j == (int)(sizeof(*k) / 8))						\
 			return i;							\
 	}										\
 	return -1;									\
 }											\
 											\
+/* A function of its own, so that the slot it returns is one unknown value to	\
+ * the caller's verification, not 17 known ones, each a path to verify. */	\
+__global int tg_find##f(struct flow##f##_set *set, const struct flow##f##_key *k)	\
+{											\
+	if (!set || !k)									\
+		return -1;								\
+	return flow_find##f(set, k);							\
+}											\
+											\
+/* The slot a new conversation takes: the first free one, else the least	\
+ * recently sampled. Apart, for the same reason as tg_find##f. */		\
+__global int tg_victim##f(struct flow##f##_set *set)				\
+{											\
+	__u64 oldest = 1ULL << 62, age, lt, victim = 0;					\
+											\
+	if (!set)									\
+		return 0;								\
+	for (__u64 i = 0; i < FLOW_WAYS; i++) {						\
+		if (!set->key[i].used)							\
+			return i;							\
+		/* Branch-free minimum (ages are below 2^62): one path to	\
+		 * verify per slot, not one per way the minimum could go. */	\
+		age = slot_age(&set->val[i]) & ((1ULL << 62) - 1);		\
+		lt = -((age - oldest) >> 63);						\
+		oldest ^= (oldest ^ age) & lt;						\
+		victim ^= (victim ^ i) & lt;						\
+	}										\
+	return victim;									\
+}											\
+											\
 __global int tg_insert##f(struct flow##f##_set *set, const struct flow##f##_key *k,	\
 			  struct dir_stats *st)						\
 {											\
-	__u64 oldest = ~0ULL, age;							\
-	int i, victim = 0;								\
+	int i, victim;									\
 											\
 	if (!set || !k || !st)								\
 		return -1;								\
@@ -787,28 +817,17 @@ __global int tg_insert##f(struct flow##f##_set *set, const struct flow##f##_key 
 		st->flow_errors++;							\
 		return -1;								\
 	}										\
-	i = flow_find##f(set, k);							\
+	i = tg_find##f(set, k);								\
 	if (i >= 0) {									\
 		__sync_fetch_and_and(&set->claim, 0);					\
 		return i;								\
 	}										\
-	for (i = 0; i < FLOW_WAYS; i++) {						\
-		if (!set->key[i].used) {						\
-			victim = i;							\
-			break;								\
-		}									\
-		age = slot_age(&set->val[i]);					\
-		if (age < oldest) {							\
-			oldest = age;							\
-			victim = i;							\
-		}									\
-	}										\
-	victim &= FLOW_WAYS - 1;							\
+	victim = tg_victim##f(set) & (FLOW_WAYS - 1);					\
 	if (set->key[victim].used)							\
 		st->flow_evictions++;							\
 	st->flow_inserts++;								\
 	__builtin_memset(&set->val[victim], 0, sizeof(struct flow_val));		\
-	set->key[victim] = *k;							\
+	set->key[victim] = *k;								\
 	__sync_fetch_and_and(&set->claim, 0);						\
 	return victim;									\
 }
@@ -871,7 +890,7 @@ static __always_inline int tg_flow4(struct sample *sm, struct dir_stats *st)
 	set = bpf_map_lookup_elem(&flows4, &idx);
 	if (!set)
 		return 0;
-	slot = flow_find4(set, &k);
+	slot = tg_find4(set, &k);
 	if (slot < 0)
 		slot = tg_insert4(set, &k, st);
 	if (slot >= 0)
@@ -930,7 +949,7 @@ static __always_inline int tg_flow6(struct __sk_buff *skb, struct sample *sm, st
 	set = bpf_map_lookup_elem(&flows6, &idx);
 	if (!set)
 		return 0;
-	slot = flow_find6(set, &k);
+	slot = tg_find6(set, &k);
 	if (slot < 0)
 		slot = tg_insert6(set, &k, st);
 	if (slot >= 0)

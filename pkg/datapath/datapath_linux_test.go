@@ -256,6 +256,31 @@ func TestPrograms(t *testing.T) {
 	}
 }
 
+// TestVerifierBudget: a job with every feature and filter on verifies in a bounded number of
+// instructions. Verification is most of a job's start-up time, and a data path that the
+// verifier must walk once per value of some index (an unrolled search whose result is used
+// as an offset, a minimum taken with branches) multiplies it without failing anything else: it
+// once went from 5 000 to 42 000. The count is the kernel's own, not a clock.
+func TestVerifierBudget(t *testing.T) {
+	const budget = 20000      // per program; about 10 000 today
+	f := benchFrames[2].frame // VLAN-tagged: every filter kind applies
+	job := benchJob(f, 100, pcaplikeCapture, false)
+	job.ERSPAN = &ERSPAN{SessionID: 7}
+	p := loadProg(t, job, HookIngress)
+	info, err := p.prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := info.VerifiedInstructions()
+	if !ok {
+		t.Fatal("the kernel reports no verified instruction count (5.16+)")
+	}
+	t.Logf("verified %d instructions", n)
+	if n > budget {
+		t.Errorf("verified %d instructions, budget %d", n, budget)
+	}
+}
+
 // TestAttach attaches to each hook in each mode and checks exact counts of real traffic
 // (tcpreplay; tshark's frame lengths), then that Close leaves nothing behind.
 func TestAttach(t *testing.T) {
