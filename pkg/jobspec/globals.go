@@ -295,12 +295,13 @@ func GlobalsFromFields(fields map[string]string) (Globals, error) {
 		if !ok {
 			continue
 		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < s.lo || n > s.hi {
+		// Plain digits, as the job's own integers: no sign (every setting is >= 0).
+		n, ok := parseUint(v, uint64(s.lo), uint64(s.hi))
+		if !ok {
 			errs = append(errs, fieldErr(s.name, "must be an integer %d-%d, not %s", s.lo, s.hi, quote(v)))
 			continue
 		}
-		s.set(&g, n)
+		s.set(&g, int64(n))
 	}
 	for _, s := range stringSettings {
 		v, ok := fields[s.name]

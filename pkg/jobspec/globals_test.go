@@ -92,6 +92,8 @@ func TestGlobalsFromFieldsBad(t *testing.T) {
 		{map[string]string{"max_concurrent_jobs": "65"}, "max_concurrent_jobs", "1-64"},
 		{map[string]string{"max_concurrent_jobs": "two"}, "max_concurrent_jobs", "1-64"},
 		{map[string]string{"max_jobs_queue": "-1"}, "max_jobs_queue", "0-1024"},
+		{map[string]string{"max_jobs_queue": "+1"}, "max_jobs_queue", "0-1024"}, // digits only, as job fields
+		{map[string]string{"erspan_platform_session_id": "+17"}, "erspan_platform_session_id", "0-1023"},
 		{map[string]string{"max_jobs_queue": "1025"}, "max_jobs_queue", "0-1024"},
 		{map[string]string{"default_duration_sec": "0"}, "default_duration_sec", "1-86400"},
 		{map[string]string{"max_duration_sec": "86401"}, "max_duration_sec", "1-86400"},
