@@ -54,7 +54,7 @@ verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met
 	echo
 	echo "## Data plane CPU per packet (make bench-e2e)"
 	machine
-	echo "- what: a full job (direction both; ip_proto, l4 port and dscp filters matching every frame; sample_rate 1; result_detail flows) against \`tcpdump -i Ethernet16 -w /dev/null\`, on tcpreplay --topspeed traffic (trafgen mix flows: TCP/UDP, IPv4/IPv6, 1024 flows) into a veth port; CPU = cgroup of sender + telegend + redis-server + tcpdump, plus ksoftirqd; extra = ns/packet less the same round's idle baseline, median over rounds"
+	echo "- what: a full job (direction both; ip_proto, l4 port and dscp filters matching every frame; sample_rate 1; result_detail flows) against \`tcpdump -i Ethernet16 -w /dev/null\`, on tcpreplay --topspeed traffic (trafgen mix flows: TCP/UDP, IPv4/IPv6, 1024 flows) into a veth port; telegend with its production intervals (live stats every 1 s) and info logs; CPU = cgroup of sender + telegend + redis-server + tcpdump, plus ksoftirqd; extra = ns/packet less the same round's idle baseline, median over rounds; the empty-program row is a do-nothing program on the same TCX hooks, measured in the same rounds"
 	echo
 	echo "| figure | value | target |"
 	echo "|---|---|---|"

@@ -3,7 +3,11 @@ package daemon
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,7 +49,7 @@ func (a datapathAdapter) Start(ctx context.Context, spec jobspec.Spec, src recon
 	if err != nil {
 		return nil, err
 	}
-	return a.newRunAdapter(ctx, run, spec.Port, spec.ID), nil
+	return a.newRunAdapter(ctx, run, spec.Port, spec.ID, false), nil
 }
 
 // datapathJob is what the kernel program of a job is built from.
@@ -92,8 +96,9 @@ func datapathJob(spec jobspec.Spec, src reconciler.Source, topK int) datapath.Jo
 	return j
 }
 
-// Adopt re-opens a job a previous telegend left running. The port-counter baseline is taken
-// anew (l2_crc then covers the time since adoption) and a capture restarts its file.
+// Adopt re-opens a job a previous telegend left running. The port-counter baseline is the one
+// the job started with (kept in the datapath's state directory), so l2_crc still covers the
+// whole window; a capture restarts its file.
 func (a datapathAdapter) Adopt(ctx context.Context, id string) (reconciler.Run, error) {
 	run, err := a.m.Adopt(id)
 	if err != nil {
@@ -103,11 +108,32 @@ func (a datapathAdapter) Adopt(ctx context.Context, id string) (reconciler.Run, 
 	if fields, ok, err := a.config.Job(ctx, id); err == nil && ok && fields[jobspec.FieldPort] != "" {
 		port = fields[jobspec.FieldPort]
 	}
-	return a.newRunAdapter(ctx, run, port, id), nil
+	return a.newRunAdapter(ctx, run, port, id, true), nil
 }
 
+// CleanUp removes the datapath's leftovers and the port-counter baselines of jobs keep does
+// not keep.
 func (a datapathAdapter) CleanUp(_ context.Context, keep func(string) bool) error {
-	return a.m.CleanUp(keep)
+	err := a.m.CleanUp(keep)
+	paths, _ := filepath.Glob(filepath.Join(a.m.StateDir(), l2BaselinePrefix+"*"))
+	for _, p := range paths {
+		id := strings.TrimPrefix(filepath.Base(p), l2BaselinePrefix)
+		if keep != nil && keep(strings.TrimSuffix(id, ".tmp")) {
+			continue
+		}
+		if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
+}
+
+// l2BaselinePrefix names a job's port-counter baseline file in the datapath's state
+// directory: l2-<job id> (job ids are safe file names).
+const l2BaselinePrefix = "l2-"
+
+func (a datapathAdapter) l2BaselinePath(id string) string {
+	return filepath.Join(a.m.StateDir(), l2BaselinePrefix+id)
 }
 
 // flowReadBudget bounds the CPU that live snapshots spend dumping flow tables: after a dump
@@ -117,9 +143,11 @@ const flowReadBudget = 0.05
 // runAdapter is a job's run as the reconciler sees it.
 type runAdapter struct {
 	*datapath.Run
-	flows   *flowCache
-	l2      *l2Window // the port's SAI_PORT_STAT_IF_IN_ERRORS since the job started
-	capture *capture  // the pcapng writer of a pcaplike job, or nil
+	flows *flowCache
+	l2    *l2Window // the port's SAI_PORT_STAT_IF_IN_ERRORS since the job started
+	// l2baseline is where l2's start is kept for a daemon that adopts the job.
+	l2baseline string
+	capture    *capture // the pcapng writer of a pcaplike job, or nil
 }
 
 // flowCache keeps the detail part of the last snapshot that dumped the flow tables.
@@ -132,8 +160,21 @@ type flowCache struct {
 	evicted uint64
 }
 
-func (a datapathAdapter) newRunAdapter(ctx context.Context, r *datapath.Run, port, id string) runAdapter {
-	ra := runAdapter{Run: r, flows: &flowCache{}, l2: a.ports.Baseline(ctx, port)}
+func (a datapathAdapter) newRunAdapter(ctx context.Context, r *datapath.Run, port, id string, adopted bool) runAdapter {
+	ra := runAdapter{Run: r, flows: &flowCache{}, l2baseline: a.l2BaselinePath(id)}
+	if adopted {
+		if w, ok := a.ports.ResumeBaseline(port, ra.l2baseline); ok {
+			ra.l2 = w
+		} else {
+			a.log.Warn("no port-counter baseline kept for the job: l2_crc counts from its adoption", "job", id, "port", port)
+		}
+	}
+	if ra.l2 == nil {
+		ra.l2 = a.ports.Baseline(ctx, port)
+		if err := ra.l2.SaveBaseline(ra.l2baseline); err != nil {
+			a.log.Warn("keeping the port-counter baseline failed: a restarted daemon would count l2_crc from its adoption", "job", id, "err", err)
+		}
+	}
 	if samples := r.Samples(); samples != nil {
 		packets := make(chan pcapng.Packet, 256)
 		go func() {
@@ -156,6 +197,9 @@ func (a datapathAdapter) newRunAdapter(ctx context.Context, r *datapath.Run, por
 func (r runAdapter) Finish() (aggregate.Snapshot, map[string]string, error) {
 	snap, serr := r.snapshot(true)
 	cerr := r.Run.Close()
+	if err := os.Remove(r.l2baseline); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		cerr = errors.Join(cerr, err)
+	}
 	var extra map[string]string
 	if r.capture != nil {
 		stats, err := r.capture.Wait()

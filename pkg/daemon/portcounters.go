@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 
@@ -62,6 +63,41 @@ func (p portErrors) Baseline(ctx context.Context, port string) *l2Window {
 	w := &l2Window{p: p, port: port}
 	w.oid, w.last, w.baseErr = p.read(ctx, port)
 	return w
+}
+
+// SaveBaseline writes where the window started (counter object and value) to path, so that a
+// daemon that adopts the job after a restart counts from the same point. Nothing is written
+// for a window whose baseline is unknown.
+func (w *l2Window) SaveBaseline(path string) error {
+	if w.baseErr != nil {
+		return nil
+	}
+	w.mu.Lock()
+	data := fmt.Sprintf("%s %d\n", w.oid, w.last)
+	w.mu.Unlock()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ResumeBaseline follows port's input errors from a baseline SaveBaseline wrote. Errors
+// counted meanwhile (while no daemon ran) are the window's; a counter reset meanwhile loses
+// what came before the reset. ok is false when path holds no baseline.
+func (p portErrors) ResumeBaseline(port, path string) (w *l2Window, ok bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var (
+		oid  string
+		last uint64
+	)
+	if n, err := fmt.Sscanf(string(data), "%s %d", &oid, &last); n != 2 || err != nil {
+		return nil, false
+	}
+	return &l2Window{p: p, port: port, oid: oid, last: last}, true
 }
 
 // l2Window is one port's SAI_PORT_STAT_IF_IN_ERRORS followed over a job's window. Safe for

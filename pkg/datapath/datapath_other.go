@@ -30,6 +30,9 @@ func (*Manager) CleanUp(func(string) bool) error { return errNotLinux }
 // Attachments fails outside linux.
 func (*Manager) Attachments() ([]Attachment, error) { return nil, errNotLinux }
 
+// StateDir is empty outside linux.
+func (*Manager) StateDir() string { return "" }
+
 // Run is unavailable outside linux.
 type Run struct{}
 

@@ -322,6 +322,11 @@ func detachLink(l link.Link) error {
 // (which keep counting) and its attachments. It returns an error wrapping ErrNotFound when the
 // job is not there whole (no pins, a missing or defunct attachment, an incompatible map); what
 // there is stays for CleanUp.
+// StateDir is the directory of markers that bpffs cannot hold (Config.StateDir, defaulted);
+// callers may keep their own per-job state there, under names that do not start with
+// "clsact-".
+func (m *Manager) StateDir() string { return m.cfg.StateDir }
+
 func (m *Manager) Adopt(jobID string) (_ *Run, err error) {
 	if err := validJobID(jobID); err != nil {
 		return nil, err

@@ -3,6 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -70,4 +74,44 @@ func fmtErrors(m map[string]json.RawMessage) map[string]string {
 		out[k] = string(v)
 	}
 	return out
+}
+
+// TestL2CRCAcrossRestart: telegend killed with -9 mid-job and started again adopts the job and
+// counts l2_crc over the whole window: errors before the kill, while no daemon ran, and after.
+// The baseline file it kept goes with the job.
+func TestL2CRCAcrossRestart(t *testing.T) {
+	s := newSwitch(t, "auto", "Ethernet16")
+	ctx := context.Background()
+	counters := s.redis.Client(t, 2)
+	const oid = "oid:0x1000000000005"
+	bump := func(v string) {
+		t.Helper()
+		must(t, counters.HSet(ctx, "COUNTERS:"+oid, "SAI_PORT_STAT_IF_IN_ERRORS", v).Err())
+	}
+	must(t, counters.HSet(ctx, "COUNTERS_PORT_NAME_MAP", "Ethernet16", oid).Err())
+	bump("1000")
+	d := s.startDaemon()
+	s.putJob("crc", "port", "Ethernet16", "span_method", "direct", "duration_sec", "4")
+	s.waitStatus("crc", "running", 2*time.Second)
+	baseline := filepath.Join(s.stateDir, "l2-crc")
+	if _, err := os.Stat(baseline); err != nil {
+		t.Fatalf("no baseline kept: %v", err)
+	}
+	bump("1003")
+	time.Sleep(300 * time.Millisecond) // a live reading of 3
+	d.kill()
+	bump("1008") // while no daemon runs
+	s.startDaemon()
+	s.waitStatus("crc", "running", 2*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	bump("1010")
+	s.waitStatus("crc", "done", 5*time.Second)
+	if v, ok := resultErrors(t, s, "crc")["l2_crc"]; !ok || string(v) != "10" {
+		t.Errorf("l2_crc %s (present %v), want 10: 1010 - 1000 across the restart", v, ok)
+	}
+	if _, err := os.Stat(baseline); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("baseline file after the job: %v", err)
+	}
+	s.assertClean()
+	s.daemon.stop(t)
 }
