@@ -5,12 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/telegen-sonic/telegen-sonic/pkg/pcapng"
 )
+
+// captureFlushInterval bounds how long a sample waits in the writer's buffer.
+const captureFlushInterval = 500 * time.Millisecond
 
 // captureFileMode lets the group (e.g. the REST shim serving results?format=pcap) read a
 // capture; packet contents are not for everyone.
@@ -25,6 +30,10 @@ type captureLimits struct {
 	MaxPackets  uint64 // packets in the file
 	MaxBytes    uint64 // captured packet bytes in the file (sum of captured lengths)
 	MaxFileSize int64  // size of the file, headers and blocks included
+	// Resume carries on the file a killed daemon left at path+".tmp" (an adopted job): its
+	// complete blocks are kept and count against the caps, a block cut short is dropped, and
+	// the new samples follow in a section of their own. Without one the file starts afresh.
+	Resume bool
 }
 
 // captureStats is what a capture adds to the job's result.
@@ -81,7 +90,16 @@ func writeCapture(ctx context.Context, path string, samples <-chan pcapng.Packet
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return drain(fmt.Errorf("capture %s: %w", path, err))
 	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, captureFileMode)
+	var (
+		f    *os.File
+		base int64 // bytes of the file a previous daemon wrote, kept
+		err  error
+	)
+	if lim.Resume {
+		f, base, err = resumeCapture(tmp, &st)
+	} else {
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, captureFileMode)
+	}
 	if err != nil {
 		return drain(fmt.Errorf("capture %s: %w", path, err))
 	}
@@ -98,11 +116,20 @@ func writeCapture(ctx context.Context, path string, samples <-chan pcapng.Packet
 		return abandon(fmt.Errorf("capture %s: %w", path, err))
 	}
 	full := false
+	// What is buffered reaches the file at least this often, so that a daemon killed mid-job
+	// loses at most that much of its capture (an adopting daemon carries on the file).
+	flush := time.NewTicker(captureFlushInterval)
+	defer flush.Stop()
 	for {
 		var p pcapng.Packet
 		var ok bool
 		select {
 		case p, ok = <-samples:
+		case <-flush.C:
+			if err := bw.Flush(); err != nil {
+				return abandon(fmt.Errorf("capture %s: %w", path, err))
+			}
+			continue
 		case <-ctx.Done():
 			return abandon(fmt.Errorf("capture %s: %w", path, ctx.Err()))
 		}
@@ -113,7 +140,7 @@ func writeCapture(ctx context.Context, path string, samples <-chan pcapng.Packet
 		full = full ||
 			(lim.MaxPackets > 0 && st.Packets >= lim.MaxPackets) ||
 			(lim.MaxBytes > 0 && st.Bytes+capLen > lim.MaxBytes) ||
-			(lim.MaxFileSize > 0 && w.Written()+w.SizeOf(p) > lim.MaxFileSize)
+			(lim.MaxFileSize > 0 && base+w.Written()+w.SizeOf(p) > lim.MaxFileSize)
 		if full {
 			st.Dropped++
 			continue
@@ -144,6 +171,30 @@ func writeCapture(ctx context.Context, path string, samples <-chan pcapng.Packet
 		return st, fmt.Errorf("capture %s: sync directory: %w", path, err)
 	}
 	return st, nil
+}
+
+// resumeCapture opens the file a killed daemon was writing at tmp, cuts it after its last
+// complete block and counts what it holds into st; the returned file is positioned at its end
+// and base is its length. No file, or one that is not a capture, gives a new empty file.
+func resumeCapture(tmp string, st *captureStats) (f *os.File, base int64, err error) {
+	f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE, captureFileMode)
+	if err != nil {
+		return nil, 0, err
+	}
+	c, serr := pcapng.Scan(bufio.NewReaderSize(f, 64<<10))
+	if serr != nil {
+		c = pcapng.Contents{} // not ours to keep: start afresh
+	}
+	if err := f.Truncate(c.End); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if _, err := f.Seek(c.End, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	st.Packets, st.Bytes = c.Packets, c.Bytes
+	return f, c.End, nil
 }
 
 func syncDir(dir string) error {

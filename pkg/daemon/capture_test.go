@@ -229,3 +229,71 @@ func TestStartCapture(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteCaptureResume: an adopted job carries on the file a killed daemon left at
+// path.tmp: its complete blocks stay (and count), a block cut short is dropped, the new samples
+// follow in a second section. tshark reads all of them, in order.
+func TestWriteCaptureResume(t *testing.T) {
+	testenv.RequireTool(t, "tshark")
+	path := capturePath(t.TempDir(), "j")
+	// What the killed daemon left: 300 packets, the last block cut in half.
+	first, sent := feed(300)
+	st, err := writeCapture(context.Background(), path, first, captureLimits{SnapLen: 96}, ifName)
+	<-sent
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Remove(path))
+	must(os.WriteFile(path+".tmp", data[:len(data)-50], captureFileMode))
+	lastLen := uint64(min(60+299%100, 96))
+
+	// The new daemon's samples: ports 0..9 again, after the 299 packets kept.
+	more, sent := feed(10)
+	st2, err := writeCapture(context.Background(), path, more, captureLimits{SnapLen: 96, Resume: true}, ifName)
+	<-sent
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newBytes uint64
+	for i := range 10 {
+		newBytes += uint64(min(60+i, 96))
+	}
+	if want := (captureStats{File: path, Packets: 309, Bytes: st.Bytes - lastLen + newBytes}); st2 != want {
+		t.Errorf("stats %+v, want %+v", st2, want)
+	}
+	ports, _ := tsharkPorts(t, path)
+	if len(ports) != 309 {
+		t.Fatalf("tshark read %d packets, want 309", len(ports))
+	}
+	for i, p := range ports {
+		want := i
+		if i >= 299 {
+			want = i - 299
+		}
+		if p != want {
+			t.Fatalf("packet %d: port %d, want %d", i, p, want)
+		}
+	}
+
+	// A file that is not a capture is not kept: the job's file starts afresh.
+	must(os.WriteFile(path+".tmp", []byte("not a capture at all"), captureFileMode))
+	more, sent = feed(3)
+	st3, err := writeCapture(context.Background(), path, more, captureLimits{SnapLen: 96, Resume: true}, ifName)
+	<-sent
+	if err != nil || st3.Packets != 3 {
+		t.Errorf("over garbage: %+v, %v; want 3 packets", st3, err)
+	}
+	if ports, _ := tsharkPorts(t, path); len(ports) != 3 {
+		t.Errorf("over garbage: tshark read %d packets, want 3", len(ports))
+	}
+}

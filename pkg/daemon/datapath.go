@@ -98,7 +98,8 @@ func datapathJob(spec jobspec.Spec, src reconciler.Source, topK int) datapath.Jo
 
 // Adopt re-opens a job a previous telegend left running. The port-counter baseline is the one
 // the job started with (kept in the datapath's state directory), so l2_crc still covers the
-// whole window; a capture restarts its file.
+// whole window; a capture carries on the file the previous daemon was writing (samples that
+// were in its buffers when it died are lost).
 func (a datapathAdapter) Adopt(ctx context.Context, id string) (reconciler.Run, error) {
 	run, err := a.m.Adopt(id)
 	if err != nil {
@@ -111,19 +112,28 @@ func (a datapathAdapter) Adopt(ctx context.Context, id string) (reconciler.Run, 
 	return a.newRunAdapter(ctx, run, port, id, true), nil
 }
 
-// CleanUp removes the datapath's leftovers and the port-counter baselines of jobs keep does
-// not keep.
+// CleanUp removes the datapath's leftovers, and the port-counter baselines and unfinished
+// capture files (a killed daemon's) of jobs keep does not keep.
 func (a datapathAdapter) CleanUp(_ context.Context, keep func(string) bool) error {
 	err := a.m.CleanUp(keep)
-	paths, _ := filepath.Glob(filepath.Join(a.m.StateDir(), l2BaselinePrefix+"*"))
-	for _, p := range paths {
-		id := strings.TrimPrefix(filepath.Base(p), l2BaselinePrefix)
-		if keep != nil && keep(strings.TrimSuffix(id, ".tmp")) {
-			continue
+	remove := func(pattern string, jobID func(base string) string) {
+		paths, _ := filepath.Glob(pattern)
+		for _, p := range paths {
+			if keep != nil && keep(jobID(filepath.Base(p))) {
+				continue
+			}
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
 		}
-		if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			err = errors.Join(err, rerr)
-		}
+	}
+	remove(filepath.Join(a.m.StateDir(), l2BaselinePrefix+"*"), func(b string) string {
+		return strings.TrimSuffix(strings.TrimPrefix(b, l2BaselinePrefix), ".tmp")
+	})
+	if a.captureDir != "" {
+		remove(filepath.Join(a.captureDir, "*.pcapng.tmp"), func(b string) string {
+			return strings.TrimSuffix(b, ".pcapng.tmp")
+		})
 	}
 	return err
 }
@@ -186,7 +196,7 @@ func (a datapathAdapter) newRunAdapter(ctx context.Context, r *datapath.Run, por
 		}()
 		iface := r.Interface()
 		ra.capture = startCapture(context.WithoutCancel(ctx), capturePath(a.captureDir, id), packets,
-			captureLimits{SnapLen: captureSnapLen, MaxPackets: captureMaxPackets, MaxBytes: captureMaxBytes, MaxFileSize: captureMaxFile},
+			captureLimits{SnapLen: captureSnapLen, MaxPackets: captureMaxPackets, MaxBytes: captureMaxBytes, MaxFileSize: captureMaxFile, Resume: adopted},
 			func(int) string { return iface })
 	}
 	return ra

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,4 +94,55 @@ func tsharkFields(t *testing.T, pcap string, fields ...string) []string {
 		lines = append(lines, strings.TrimRight(l, "\n"))
 	}
 	return lines
+}
+
+// TestKill9Pcaplike: telegend killed with -9 during a pcaplike job. Restarted, it adopts the job
+// and carries on the capture file the dead daemon was writing: the result's pcapng holds the
+// frames from before the kill and after it (tshark counts them). A pcaplike job deleted while
+// no daemon runs leaves no unfinished file behind once a daemon starts again.
+func TestKill9Pcaplike(t *testing.T) {
+	s := newSwitch(t, "auto", "Ethernet16", "Ethernet20")
+	before, after := genPcap(t, "all", 200), genPcap(t, "flows", 150)
+	nBefore, nAfter := len(tsharkFields(t, before, "frame.len")), len(tsharkFields(t, after, "frame.len"))
+	d := s.startDaemon()
+	for _, id := range []string{"kept", "gone"} {
+		port := map[string]string{"kept": "Ethernet16", "gone": "Ethernet20"}[id]
+		s.putJob(id, "port", port, "span_method", "direct", "duration_sec", "30",
+			"sample_rate", "1", "result_detail", "pcaplike")
+		s.waitStatus(id, "running", 2*time.Second)
+	}
+	s.replay("Ethernet16", before)
+	s.replay("Ethernet20", before)
+	s.waitField("kept", "packets_total", strconv.Itoa(nBefore), 2*time.Second)
+	time.Sleep(time.Second) // the writers flush what they hold at least every 500 ms
+	d.kill()
+	captures := filepath.Join(s.stateDir, "captures")
+	for _, id := range []string{"kept", "gone"} {
+		if _, err := os.Stat(filepath.Join(captures, id+".pcapng.tmp")); err != nil {
+			t.Fatalf("%s: no unfinished capture after kill -9: %v", id, err)
+		}
+	}
+	s.delJob("gone") // while no daemon runs
+
+	s.startDaemon()
+	s.waitStatus("kept", "running", 2*time.Second)
+	s.waitStatus("gone", "stopped", 2*time.Second)
+	if _, err := os.Stat(filepath.Join(captures, "gone.pcapng.tmp")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("gone: unfinished capture left after restart: %v", err)
+	}
+	s.replay("Ethernet16", after)
+	s.waitField("kept", "packets_total", strconv.Itoa(nBefore+nAfter), 2*time.Second)
+	time.Sleep(300 * time.Millisecond) // the samples reach the writer
+	s.delJob("kept")
+	s.waitStatus("kept", "stopped", 5*time.Second)
+	res := s.result("kept")
+	file := res["pcap_file"]
+	if file == "" {
+		t.Fatalf("no pcap_file in %v", res)
+	}
+	if got := len(tsharkFields(t, file, "frame.len")); got != nBefore+nAfter || res["pcap_packets"] != strconv.Itoa(got) {
+		t.Errorf("capture holds %d frames (result says %s), want %d before the kill + %d after", got, res["pcap_packets"], nBefore, nAfter)
+	}
+	s.assertClean()
+	s.daemon.stop(t)
 }
