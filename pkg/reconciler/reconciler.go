@@ -38,7 +38,7 @@ type job struct {
 	createdAt  time.Time
 
 	launching      bool      // a launch goroutine is setting the job up
-	gen            uint64    // launch generation, so a late launch is recognised
+	gen            uint64    // its launch's number (unique in the process), so a late launch is recognised
 	launchDeadline time.Time // the launch is given up after this
 	startedAt      time.Time
 	expiresAt      time.Time
@@ -79,10 +79,11 @@ type Reconciler struct {
 
 	crashed atomic.Bool // tests: exit as kill -9 would, leaving everything in place
 
-	mirror   Mirror
-	launchMu sync.Mutex
-	launches []launchResult
-	inflight sync.WaitGroup // launch goroutines, waited for at shutdown
+	mirror    Mirror
+	launchSeq uint64 // numbers launches; loop goroutine only
+	launchMu  sync.Mutex
+	launches  []launchResult
+	inflight  sync.WaitGroup // launch goroutines, waited for at shutdown
 
 	patchMu sync.Mutex
 	patches []resultPatch // late result fields (final export outcome)
@@ -310,7 +311,10 @@ func (r *Reconciler) start(ctx context.Context, j *job) {
 // launch sets the job's mirror session and datapath up in a goroutine of its own, so a slow
 // orchagent or kernel never stalls the loop; the outcome comes back through r.launches.
 func (r *Reconciler) launch(ctx context.Context, j *job) {
-	j.gen++
+	// Numbered across jobs, not per job: a key deleted and written again is a new job whose
+	// launch must not be taken for the old one's.
+	r.launchSeq++
+	j.gen = r.launchSeq
 	j.launching = true
 	j.launchDeadline = r.opt.Now().Add(r.opt.OpTimeout + time.Second)
 	r.q.AddAfter(j.id, r.opt.OpTimeout+time.Second)
@@ -335,11 +339,10 @@ func (r *Reconciler) launch(ctx context.Context, j *job) {
 			}
 			res.session, src, note = m.Session, m.Source, m.Note
 		}
+		// On failure the session is left to collectLaunches: only the loop knows whether a
+		// newer job of the same id now owns the same-named session.
 		run, err := r.dp.Start(ctx, spec, src)
 		if err != nil {
-			if res.session != "" {
-				r.dropMirror(id)
-			}
 			res.err = err
 		}
 		res.run, res.note = run, note
@@ -378,7 +381,9 @@ func (r *Reconciler) collectLaunches(ctx context.Context) {
 			if res.run != nil {
 				_ = r.bounded(res.run.Close)
 			}
-			if res.session != "" {
+			// Session names come from job ids: a newer job of this id that is being set up
+			// or runs has the same one, and it is that job's now.
+			if res.session != "" && (j == nil || (!j.launching && j.run == nil)) {
 				r.dropMirror(res.id)
 			}
 			continue
@@ -387,6 +392,9 @@ func (r *Reconciler) collectLaunches(ctx context.Context) {
 		j.session, j.mirrorNote = res.session, res.note
 		if res.err != nil {
 			r.log.Warn("job failed to start", "job", j.id, "err", res.err)
+			if res.session != "" {
+				r.dropMirror(j.id)
+			}
 			r.end(j, jobspec.Failed, reasonFor(res.err))
 			continue
 		}

@@ -697,6 +697,42 @@ state e failed attach_failed: setup did not finish within 200ms
 state f running`)
 }
 
+// A setup that hangs past its bound and reports only after the key was deleted and written
+// again belongs to the old job: it is not taken for the new job's (whose launch has its own
+// number), and undoing it leaves alone the mirror session the new job now has under the same
+// name.
+func TestLateLaunchAfterRewrite(t *testing.T) {
+	w := newWorld()
+	gate := make(chan struct{})
+	w.startGate = gate
+	h := startWith(t, w, fakeMirror{w}, 200*time.Millisecond)
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+	h.put("e", "port", "Ethernet0", "span_method", "erspan", "duration_sec", "60")
+	// Failed, its key removed; the session stays while the hung setup may still use it.
+	h.eventually(`
+session telegen_e job=e
+state e failed attach_failed: setup did not finish within 200ms`)
+	w.mu.Lock()
+	w.startGate = nil
+	w.mu.Unlock()
+	h.put("e", "port", "Ethernet0", "span_method", "erspan", "duration_sec", "60")
+	running := `
+attached e sink0
+config e port=Ethernet0
+session telegen_e job=e
+state e running`
+	h.eventually(running)
+	close(gate) // the old setup returns now (its Start fails: the port's job is attached)
+	time.Sleep(100 * time.Millisecond)
+	h.eventually(running)
+}
+
 // Deleting a job while it is being set up stops it once the setup reports back.
 func TestDeleteWhileLaunching(t *testing.T) {
 	w := newWorld()
