@@ -662,6 +662,17 @@ func TestNoMirrorConfigured(t *testing.T) {
 	h.eventually(`state s failed mirror_failed: span_method span needs mirror sessions, which this telegend does not program; use span_method direct`)
 }
 
+// closeLater closes gate when the test ends, unless the test did.
+func closeLater(t *testing.T, gate chan struct{}) {
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+}
+
 // A datapath that hangs must not hold a slot past the bound, and what it makes later is undone.
 func TestHungLaunch(t *testing.T) {
 	w := newWorld()
@@ -674,13 +685,7 @@ func TestHungLaunch(t *testing.T) {
 config e port=Ethernet0
 session telegen_e job=e
 state e starting`)
-	t.Cleanup(func() {
-		select {
-		case <-gate:
-		default:
-			close(gate)
-		}
-	})
+	closeLater(t, gate)
 	// Until the hung setup returns, the session it made is still there.
 	h.eventually(`
 session telegen_e job=e
@@ -706,13 +711,7 @@ func TestLateLaunchAfterRewrite(t *testing.T) {
 	gate := make(chan struct{})
 	w.startGate = gate
 	h := startWith(t, w, fakeMirror{w}, 200*time.Millisecond)
-	t.Cleanup(func() {
-		select {
-		case <-gate:
-		default:
-			close(gate)
-		}
-	})
+	closeLater(t, gate)
 	h.put("e", "port", "Ethernet0", "span_method", "erspan", "duration_sec", "60")
 	// Failed, its key removed; the session stays while the hung setup may still use it.
 	h.eventually(`
@@ -739,13 +738,7 @@ func TestDeleteWhileLaunching(t *testing.T) {
 	gate := make(chan struct{})
 	w.startGate = gate
 	h := start(t, w)
-	t.Cleanup(func() {
-		select {
-		case <-gate:
-		default:
-			close(gate)
-		}
-	})
+	closeLater(t, gate)
 	h.put("a", "port", "Ethernet0")
 	h.eventually(`
 config a port=Ethernet0
