@@ -757,6 +757,8 @@ static __always_inline __u64 slot_age(const struct flow_val *v)
  * time (RSS), and a hit racing an insert into its own slot costs that
  * conversation a frame, never the totals.
  */
+#define WRITE_ONCE_U8(x, v) (*(volatile __u8 *)&(x) = (v))
+
 #define FLOW_TABLE(f)									\
 static __always_inline int flow_find##f(struct flow##f##_set *set, const struct flow##f##_key *k) \
 {											\
@@ -823,8 +825,12 @@ __global int tg_insert##f(struct flow##f##_set *set, const struct flow##f##_key 
 		return i;								\
 	}										\
 	victim = tg_victim##f(set) & (FLOW_WAYS - 1);					\
-	if (set->key[victim].used)							\
+	if (set->key[victim].used) {							\
 		st->flow_evictions++;							\
+		/* Unmatchable first (every key looked up has used = 1), so	\
+		 * the evicted conversation's frames stop landing here. */	\
+		WRITE_ONCE_U8(set->key[victim].used, 0);				\
+	}										\
 	st->flow_inserts++;								\
 	__builtin_memset(&set->val[victim], 0, sizeof(struct flow_val));		\
 	set->key[victim] = *k;								\
