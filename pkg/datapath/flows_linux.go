@@ -37,8 +37,8 @@ func (c clock) time(ns uint64) time.Time {
 }
 
 // FlowWays is how many conversations a set of a flow table holds (FLOW_WAYS in
-// bpf/include/telegen.h).
-const FlowWays = 16
+// bpf/include/telegen.h, read from the generated type).
+const FlowWays = len(telegenFlow4Set{}.Key)
 
 // readFlows dumps both flow tables as one-way flows (sampled counts, unscaled) and returns
 // how many conversations they hold.
