@@ -314,7 +314,8 @@ func TestConfigure(t *testing.T) {
 	e := New(Options{})
 	e.Configure(jobspec.DefaultGlobals())
 	e.Start(testSpec("j1"), "Ethernet16")
-	if e.pipe != nil || runtime.NumGoroutine() != base {
+	// Not more (goroutines an earlier test left may still be winding down: fewer is fine).
+	if e.pipe != nil || runtime.NumGoroutine() > base {
 		t.Fatalf("export off, yet pipeline %v and %d goroutines (was %d)", e.pipe, runtime.NumGoroutine(), base)
 	}
 	if err := e.Flush(context.Background()); err == nil {
