@@ -81,9 +81,13 @@ type Reconciler struct {
 
 	mirror    Mirror
 	launchSeq uint64 // numbers launches; loop goroutine only
-	launchMu  sync.Mutex
-	launches  []launchResult
-	inflight  sync.WaitGroup // launch goroutines, waited for at shutdown
+	// sweeping holds, for each sweep still running (one abandoned by the timeout may run on),
+	// the jobs launched since it took its snapshot: it must not touch their kernel state.
+	sweepMu  sync.Mutex
+	sweeping map[*sweepGuard]struct{}
+	launchMu sync.Mutex
+	launches []launchResult
+	inflight sync.WaitGroup // launch goroutines, waited for at shutdown
 
 	patchMu sync.Mutex
 	patches []resultPatch // late result fields (final export outcome)
@@ -315,6 +319,11 @@ func (r *Reconciler) launch(ctx context.Context, j *job) {
 	// launch must not be taken for the old one's.
 	r.launchSeq++
 	j.gen = r.launchSeq
+	r.sweepMu.Lock()
+	for g := range r.sweeping {
+		g.add(j.id)
+	}
+	r.sweepMu.Unlock()
 	j.launching = true
 	j.launchDeadline = r.opt.Now().Add(r.opt.OpTimeout + time.Second)
 	r.q.AddAfter(j.id, r.opt.OpTimeout+time.Second)
@@ -722,18 +731,52 @@ func (r *Reconciler) loadSettings(ctx context.Context) error {
 	return nil
 }
 
-// sweep removes kernel state of ours that no running job owns. The keep set is a snapshot, so a
-// sweep abandoned by the timeout never reads the loop's memory.
+// sweepGuard is one sweep's view of which jobs own kernel state: a snapshot of the loop's, plus
+// the jobs launched while the sweep runs (added by the loop under Reconciler.sweepMu).
+type sweepGuard struct {
+	owned map[string]bool // the snapshot; read-only
+	mu    sync.Mutex
+	later map[string]bool
+}
+
+func (g *sweepGuard) add(id string) {
+	g.mu.Lock()
+	g.later[id] = true
+	g.mu.Unlock()
+}
+
+func (g *sweepGuard) keep(id string) bool {
+	if g.owned[id] {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.later[id]
+}
+
+// sweep removes kernel state of ours that no running job owns. The sweep never reads the loop's
+// memory: it keeps a snapshot, and the jobs launched while it runs are handed to it, so a sweep
+// abandoned by the timeout and still running cannot remove what a new job just made.
 func (r *Reconciler) sweep(ctx context.Context) {
-	owned := make(map[string]bool)
+	g := &sweepGuard{owned: make(map[string]bool), later: make(map[string]bool)}
 	for id, j := range r.jobs {
 		if j.run != nil || j.launching {
-			owned[id] = true
+			g.owned[id] = true
 		}
 	}
-	keep := func(id string) bool { return owned[id] }
+	r.sweepMu.Lock()
+	if r.sweeping == nil {
+		r.sweeping = make(map[*sweepGuard]struct{})
+	}
+	r.sweeping[g] = struct{}{}
+	r.sweepMu.Unlock()
 	err := r.bounded(func() error {
-		return errors.Join(r.dp.CleanUp(ctx, keep), r.mirror.CleanUp(ctx, keep))
+		defer func() {
+			r.sweepMu.Lock()
+			delete(r.sweeping, g)
+			r.sweepMu.Unlock()
+		}()
+		return errors.Join(r.dp.CleanUp(ctx, g.keep), r.mirror.CleanUp(ctx, g.keep))
 	})
 	if err != nil {
 		r.log.Warn("orphan sweep failed", "err", err)

@@ -32,6 +32,7 @@ type world struct {
 	pinned    map[string]*fakeRun // what a restarted daemon could adopt
 	startErr  error
 	startGate chan struct{}     // when set, Start waits for it to close
+	sweepGate chan struct{}     // when set, the datapath's CleanUp waits for it to close
 	sessions  map[string]string // MIRROR_SESSION name -> job id
 	mirrorErr error
 	maxLive   int // most attachments ever seen at once
@@ -227,6 +228,12 @@ func (d fakeDatapath) Adopt(_ context.Context, id string) (Run, error) {
 
 func (d fakeDatapath) CleanUp(_ context.Context, keep func(string) bool) error {
 	d.w.mu.Lock()
+	gate := d.w.sweepGate
+	d.w.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	d.w.mu.Lock()
 	defer d.w.mu.Unlock()
 	for id := range d.w.pinned {
 		if !keep(id) {
@@ -319,8 +326,13 @@ func start(t *testing.T, w *world) *harness {
 
 func startWith(t *testing.T, w *world, mirror Mirror, opTimeout time.Duration) *harness {
 	t.Helper()
-	r := New(fakeConfig{w}, fakeState{w}, fakeDatapath{w}, mirror, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Options{StatsInterval: 20 * time.Millisecond, ResyncInterval: time.Hour, SweepInterval: time.Hour, OpTimeout: opTimeout})
+	return startOpts(t, w, mirror, Options{StatsInterval: 20 * time.Millisecond, ResyncInterval: time.Hour,
+		SweepInterval: time.Hour, OpTimeout: opTimeout})
+}
+
+func startOpts(t *testing.T, w *world, mirror Mirror, opt Options) *harness {
+	t.Helper()
+	r := New(fakeConfig{w}, fakeState{w}, fakeDatapath{w}, mirror, slog.New(slog.NewTextHandler(io.Discard, nil)), opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -729,6 +741,40 @@ state e running`
 	h.eventually(running)
 	close(gate) // the old setup returns now (its Start fails: the port's job is attached)
 	time.Sleep(100 * time.Millisecond)
+	h.eventually(running)
+}
+
+// A sweep that hangs past its bound runs on; a job launched meanwhile is not one of the
+// orphans it was sent to remove, whenever it gets to them.
+func TestHungSweepSparesNewJobs(t *testing.T) {
+	w := newWorld()
+	h := startOpts(t, w, noMirror{}, Options{StatsInterval: 20 * time.Millisecond, ResyncInterval: time.Hour,
+		SweepInterval: 100 * time.Millisecond, OpTimeout: 100 * time.Millisecond})
+	h.put("first", "port", "Ethernet4", "duration_sec", "60") // start-up recovery is over once it runs
+	h.eventually(`
+attached first Ethernet4
+config first port=Ethernet4
+state first running`)
+	gate := make(chan struct{})
+	closeLater(t, gate)
+	w.mu.Lock()
+	w.sweepGate = gate
+	w.mu.Unlock()
+	time.Sleep(300 * time.Millisecond) // sweeps have started and hang, "a" not in their snapshots
+	h.put("a", "port", "Ethernet0", "duration_sec", "60")
+	running := `
+attached a Ethernet0
+attached first Ethernet4
+config a port=Ethernet0
+config first port=Ethernet4
+state a running
+state first running`
+	h.eventually(running)
+	w.mu.Lock()
+	w.sweepGate = nil
+	w.mu.Unlock()
+	close(gate) // the hung sweeps go on now
+	time.Sleep(200 * time.Millisecond)
 	h.eventually(running)
 }
 
