@@ -859,13 +859,41 @@ static __always_inline void flow_update(struct flow_val *v, struct sample *sm, s
 		st->tcp_retrans++;
 }
 
+/*
+ * Per address family: the conversation of key k (endpoints in canonical
+ * order; the rest is filled in here) is found or inserted in its set and
+ * given the frame.
+ */
+#define FLOW_COUNT(f)									\
+static __always_inline void flow_count##f(struct flow##f##_key *k, struct sample *sm,	\
+					  struct dir_stats *st)				\
+{											\
+	struct flow##f##_set *set;							\
+	__u32 idx;									\
+	int slot;									\
+											\
+	k->vlan = sm->p.vlan_outer;							\
+	k->proto = sm->p.proto;								\
+	k->used = 1;									\
+	idx = flow_hash((__u64 *)k, sizeof(*k) / 8);					\
+	set = bpf_map_lookup_elem(&flows##f, &idx);					\
+	if (!set)									\
+		return;									\
+	slot = tg_find##f(set, k);							\
+	if (slot < 0)									\
+		slot = tg_insert##f(set, k, st);					\
+	if (slot >= 0)									\
+		flow_update(&set->val[slot & (FLOW_WAYS - 1)], sm, st);		\
+}
+
+FLOW_COUNT(4)
+FLOW_COUNT(6)
+
 /* IPv4 conversation of the frame: count it, analyse TCP. */
 static __always_inline int tg_flow4(struct sample *sm, struct dir_stats *st)
 {
 	struct flow4_key k = {};
-	struct flow4_set *set;
-	__u32 a, b, idx;
-	int slot;
+	__u32 a, b;
 	__u16 sp = 0, dp = 0;
 
 	if (!sm || !st || !(cfg_features & FEAT_FLOWS))
@@ -889,18 +917,7 @@ static __always_inline int tg_flow4(struct sample *sm, struct dir_stats *st)
 		k.port[0] = sp;
 		k.port[1] = dp;
 	}
-	k.vlan = sm->p.vlan_outer;
-	k.proto = sm->p.proto;
-	k.used = 1;
-	idx = flow_hash((__u64 *)&k, sizeof(k) / 8);
-	set = bpf_map_lookup_elem(&flows4, &idx);
-	if (!set)
-		return 0;
-	slot = tg_find4(set, &k);
-	if (slot < 0)
-		slot = tg_insert4(set, &k, st);
-	if (slot >= 0)
-		flow_update(&set->val[slot & (FLOW_WAYS - 1)], sm, st);
+	flow_count4(&k, sm, st);
 	return 0;
 }
 
@@ -908,11 +925,9 @@ static __always_inline int tg_flow4(struct sample *sm, struct dir_stats *st)
 static __always_inline int tg_flow6(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st)
 {
 	struct flow6_key k = {};
-	struct flow6_set *set;
 	void *data, *data_end;
 	__u64 *s, *d;
-	__u32 off, idx;
-	int slot;
+	__u32 off;
 	__u16 sp = 0, dp = 0;
 	int swap;
 
@@ -948,18 +963,7 @@ static __always_inline int tg_flow6(struct __sk_buff *skb, struct sample *sm, st
 		k.port[0] = sp;
 		k.port[1] = dp;
 	}
-	k.vlan = sm->p.vlan_outer;
-	k.proto = sm->p.proto;
-	k.used = 1;
-	idx = flow_hash((__u64 *)&k, sizeof(k) / 8);
-	set = bpf_map_lookup_elem(&flows6, &idx);
-	if (!set)
-		return 0;
-	slot = tg_find6(set, &k);
-	if (slot < 0)
-		slot = tg_insert6(set, &k, st);
-	if (slot >= 0)
-		flow_update(&set->val[slot & (FLOW_WAYS - 1)], sm, st);
+	flow_count6(&k, sm, st);
 	return 0;
 }
 

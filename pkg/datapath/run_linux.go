@@ -186,8 +186,11 @@ func (r *Run) programStats() aggregate.ProgramStats {
 		ps.RunTime += st.Runtime
 		ps.Runs += st.RunCount
 	}
-	on, _ := os.ReadFile(bpfStatsSysctl)
-	ps.Known = ps.Runs > 0 || strings.TrimSpace(string(on)) == "1"
+	ps.Known = ps.Runs > 0
+	if !ps.Known { // runs counted say it already; no file read then
+		on, _ := os.ReadFile(bpfStatsSysctl)
+		ps.Known = strings.TrimSpace(string(on)) == "1"
+	}
 	return ps
 }
 
