@@ -310,9 +310,10 @@ func (m *Mirror) addRules(ctx context.Context, w *stateWatch, p *plan, wait time
 	}
 	rctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	var why string
+	// why is what the last complete reading said; a reading cut short by the deadline says
+	// nothing (it must not turn "no status yet" into "all active").
+	why := fmt.Sprintf("orchagent reported no status for the ACL rules within %v", wait)
 	err := w.until(rctx, func() (bool, error) {
-		why = ""
 		for _, r := range p.rules {
 			st, ok, err := m.state.GetEntry(ctx, StateACLRule, r.key)
 			switch {
@@ -326,6 +327,7 @@ func (m *Mirror) addRules(ctx context.Context, w *stateWatch, p *plan, wait time
 				return true, nil
 			}
 		}
+		why = "" // every rule Active
 		return true, nil
 	})
 	if err != nil && rctx.Err() == nil {
@@ -336,12 +338,17 @@ func (m *Mirror) addRules(ctx context.Context, w *stateWatch, p *plan, wait time
 
 // waitActive waits for STATE_DB MIRROR_SESSION_TABLE|name status active and returns the entry.
 func (m *Mirror) waitActive(ctx context.Context, w *stateWatch, p *plan, timeout time.Duration) (map[string]string, error) {
+	// st and exists are the last complete reading: one cut short by the deadline must not
+	// turn "inactive" into "no entry".
 	var st map[string]string
 	var exists bool
 	err := w.until(ctx, func() (bool, error) {
-		var err error
-		st, exists, err = m.state.GetEntry(ctx, StateMirrorSession, p.name)
-		return exists && st["status"] == "active", err
+		e, ok, err := m.state.GetEntry(ctx, StateMirrorSession, p.name)
+		if err != nil {
+			return false, err
+		}
+		st, exists = e, ok
+		return exists && st["status"] == "active", nil
 	})
 	if err == nil {
 		return st, nil
