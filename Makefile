@@ -27,8 +27,11 @@ check-generated: ## prove the committed eBPF objects match their C sources
 	scripts/check-generated.sh
 	scripts/orchemu/check-generated.sh
 
-# Every feature and filter on, as the verifier must accept them on SONiC's kernel.
+# Every feature and filter on, as the verifier must accept them on SONiC's kernel: once with
+# ERSPAN decapsulation (the general parser only), once without (the fast path too).
 KERNELCHECK_SET ?= --set cfg_filters=511 --set cfg_features=63 --set cfg_sample_rate=100 \
+	--set cfg_snaplen=128 --set cfg_cap_rate=20000 --set cfg_vlan=100
+KERNELCHECK_SET_PORT ?= --set cfg_filters=511 --set cfg_features=31 --set cfg_sample_rate=100 \
 	--set cfg_snaplen=128 --set cfg_cap_rate=20000 --set cfg_vlan=100
 
 .PHONY: kernelcheck
@@ -36,6 +39,7 @@ kernelcheck: ## load and attach the eBPF programs on Debian's 6.1 kernel under q
 	@test -x $(SHARED)/tools/kernelcheck/run.sh || { echo "kernelcheck: $(SHARED)/tools/kernelcheck/run.sh not found"; exit 1; }
 	$(SHARED)/tools/kernelcheck/run.sh pkg/datapath/telegen_bpfel.o
 	$(SHARED)/tools/kernelcheck/run.sh $(KERNELCHECK_SET) pkg/datapath/telegen_bpfel.o
+	$(SHARED)/tools/kernelcheck/run.sh $(KERNELCHECK_SET_PORT) pkg/datapath/telegen_bpfel.o
 
 .PHONY: yang-check
 yang-check: ## check the YANG model against the shared test vectors (yanglint)

@@ -543,51 +543,72 @@ static __always_inline int match6(void *a, volatile const __u32 *net, volatile c
 	       (w[2] & mask[2]) == net[2] && (w[3] & mask[3]) == net[3];
 }
 
-/* Does the frame pass the job's filters? A filter on a field the frame does
- * not have (a port of ICMP, an address of ARP) fails. */
-static __always_inline int match(struct __sk_buff *skb, const struct pkt *pk)
+/*
+ * Does a frame pass the job's filters? In three parts, by layer, each on
+ * scalars, so that the fast path (fast_observe) can check a field as soon as
+ * it has it in a register. A filter on a field the frame does not have (a
+ * port of ICMP, an address of ARP) fails.
+ */
+static __always_inline int match_l2(__u32 ntags, __u32 vlan_outer, __u32 vlan_inner)
+{
+	if (!(cfg_filters & F_VLAN))
+		return 1;
+	return ntags && (vlan_outer == cfg_vlan || (ntags >= 2 && vlan_inner == cfg_vlan));
+}
+
+static __always_inline int match_l3(struct __sk_buff *skb, __u32 l3, __u32 proto, __u32 dscp,
+				    __u32 saddr4, __u32 daddr4, __u32 l3_off)
 {
 	__u32 f = cfg_filters;
 
-	if (f & F_VLAN) {
-		if (pk->ntags == 0 || (pk->vlan_outer != cfg_vlan && (pk->ntags < 2 || pk->vlan_inner != cfg_vlan)))
-			return 0;
-	}
-	if (!(f & ~F_VLAN))
+	if (!(f & ~(F_VLAN | F_SPORT | F_DPORT)))
 		return 1;
-	if (!pk->l3)
+	if (!l3)
 		return 0;
-	if ((f & F_PROTO) && !bit_set(cfg_protos, pk->proto))
+	if ((f & F_PROTO) && !bit_set(cfg_protos, proto))
 		return 0;
-	if ((f & F_DSCP) && !((cfg_dscps >> (pk->dscp & 63)) & 1))
-		return 0;
-	if ((f & F_SPORT) && (!pk->ports || !bit_set(cfg_sports, pk->sport)))
-		return 0;
-	if ((f & F_DPORT) && (!pk->ports || !bit_set(cfg_dports, pk->dport)))
+	if ((f & F_DSCP) && !((cfg_dscps >> (dscp & 63)) & 1))
 		return 0;
 	if (f & (F_SRC4 | F_DST4)) {
-		if (pk->l3 != 4)
+		if (l3 != 4)
 			return 0;
-		if ((f & F_SRC4) && (pk->saddr4 & cfg_src4_mask) != cfg_src4)
+		if ((f & F_SRC4) && (saddr4 & cfg_src4_mask) != cfg_src4)
 			return 0;
-		if ((f & F_DST4) && (pk->daddr4 & cfg_dst4_mask) != cfg_dst4)
+		if ((f & F_DST4) && (daddr4 & cfg_dst4_mask) != cfg_dst4)
 			return 0;
 	}
 	if (f & (F_SRC6 | F_DST6)) {
 		void *data = (void *)(long)skb->data;
 		void *data_end = (void *)(long)skb->data_end;
-		__u32 off = pk->l3_off;
 
-		if (pk->l3 != 6 || off > 512)
+		if (l3 != 6 || l3_off > 512)
 			return 0;
-		if (data + off + 40 > data_end)
+		if (data + l3_off + 40 > data_end)
 			return 0;
-		if ((f & F_SRC6) && !match6(data + off + 8, cfg_src6, cfg_src6_mask))
+		if ((f & F_SRC6) && !match6(data + l3_off + 8, cfg_src6, cfg_src6_mask))
 			return 0;
-		if ((f & F_DST6) && !match6(data + off + 24, cfg_dst6, cfg_dst6_mask))
+		if ((f & F_DST6) && !match6(data + l3_off + 24, cfg_dst6, cfg_dst6_mask))
 			return 0;
 	}
 	return 1;
+}
+
+static __always_inline int match_l4(__u32 ports, __u32 sport, __u32 dport)
+{
+	__u32 f = cfg_filters;
+
+	if ((f & F_SPORT) && (!ports || !bit_set(cfg_sports, sport)))
+		return 0;
+	if ((f & F_DPORT) && (!ports || !bit_set(cfg_dports, dport)))
+		return 0;
+	return 1;
+}
+
+static __always_inline int match(struct __sk_buff *skb, const struct pkt *pk)
+{
+	return match_l2(pk->ntags, pk->vlan_outer, pk->vlan_inner) &&
+	       match_l3(skb, pk->l3, pk->proto, pk->dscp, pk->saddr4, pk->daddr4, pk->l3_off) &&
+	       match_l4(pk->ports, pk->sport, pk->dport);
 }
 
 /* ---- sampled analysis ----------------------------------------------------- */
@@ -1106,19 +1127,287 @@ static __always_inline void pkt_init(struct __sk_buff *skb, struct pkt *pk, __u3
 	}
 }
 
+/*
+ * Exact totals of a matching frame (base: offset of the mirrored frame;
+ * vlan_meta: a tag the kernel holds in metadata; hdr_len: bytes up to the L4
+ * payload, 0 = unknown). A GSO/GRO packet stands for segs frames on the wire,
+ * each with its own headers (and VLAN tag).
+ */
+static __always_inline void count_frame(struct __sk_buff *skb, struct dir_stats *st, __u32 base,
+					__u32 vlan_meta, __u32 hdr_len, __u64 *pkts, __u64 *bytes)
+{
+	__u32 segs = skb->gso_segs;
+	__u64 b = skb->len - base + vlan_meta, n = 1;
+
+	if (segs > 1 && segs < 65536) {
+		n = segs;
+		if (hdr_len > base && hdr_len - base < b)
+			b += (__u64)(segs - 1) * (hdr_len - base + vlan_meta);
+	}
+	st->packets += n;
+	st->bytes += b;
+	*pkts = n;
+	*bytes = b;
+}
+
+/* 1-in-rate sampling: is this matching frame the sampled one? The gaps
+ * between sampled frames are drawn from cfg_gaps. */
+static __always_inline int take_sample(struct dir_stats *st, __u32 rate)
+{
+	__u64 c;
+
+	if (rate <= 1)
+		return 1;
+	c = st->countdown;
+	if (c == 0)
+		c = cfg_gaps[bpf_get_prandom_u32() & (GAP_SLOTS - 1)];
+	if (c > 1) {
+		st->countdown = c - 1;
+		return 0;
+	}
+	st->countdown = cfg_gaps[bpf_get_prandom_u32() & (GAP_SLOTS - 1)];
+	return 1;
+}
+
+/* Does an unsampled frame still go through the analysis? Handshakes are rare
+ * and feed network.latency: always seen. */
+static __always_inline int handshake(__u32 feat, __u32 proto, __u32 ports, __u32 tcp_flags)
+{
+	return (feat & FEAT_LATENCY) && (tcp_flags & TCP_SYN) && proto == IPPROTO_TCP && ports;
+}
+
+enum {
+	FAST_NO = 0,	/* not a frame for the fast path: parse() decides */
+	FAST_DONE = 1,	/* filtered, or counted and not analysed */
+	FAST_ANALYSE = 2,	/* counted; sm is filled in for the analysis */
+};
+
+/*
+ * The fast path, for the frames links mostly carry: Ethernet with at most one
+ * VLAN tag in the frame (another may be in metadata), then IPv4 without
+ * options and not a fragment, or IPv6 without extension headers, then TCP or
+ * UDP, all in the linear data and every length consistent. Such a frame is
+ * parsed in registers and each filter checked as soon as its field is known;
+ * an unsampled frame is counted and done with without its description ever
+ * being written out (that would be most of what it costs). Anything else, and
+ * anything in doubt, returns FAST_NO before it is counted, and parse() then
+ * decides; for the frames taken here both decide alike (TestFastPathAgrees
+ * runs every test frame both ways). A frame to analyse has its description
+ * written into sm by fast_describe.
+ */
+static __always_inline int fast_observe(struct __sk_buff *skb, struct dir_stats *st,
+					struct sample *sm)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 off = ETH_HLEN, l4_off, l4_len, hl, proto;
+	__u16 eth_proto;
+	__u64 pkts, bytes;
+	__u8 *p;
+	int sampled, tagged = 0;
+
+	if (data + ETH_HLEN + VLAN_HLEN > data_end)
+		return FAST_NO;
+	eth_proto = *(__u16 *)(data + 12);
+	if (eth_proto == bswap16(ETH_P_8021Q) || eth_proto == bswap16(ETH_P_8021AD)) {
+		eth_proto = *(__u16 *)(data + ETH_HLEN + 2);
+		off += VLAN_HLEN;
+		tagged = 1;
+	}
+	if (eth_proto != bswap16(ETH_P_IP) && eth_proto != bswap16(ETH_P_IPV6))
+		return FAST_NO;	/* before any filter: a second tag decides too */
+	if (cfg_filters & F_VLAN) {	/* only then are the tags looked at */
+		__u32 ntags = 0, outer = 0, inner = 0;
+
+		if (skb->vlan_present) {
+			outer = skb->vlan_tci & 0x0fff;
+			ntags = 1;
+		}
+		if (tagged) {
+			__u16 vid = bswap16(*(__u16 *)(data + ETH_HLEN)) & 0x0fff;
+
+			if (ntags)
+				inner = vid;
+			else
+				outer = vid;
+			ntags++;
+		}
+		if (!match_l2(ntags, outer, inner))
+			goto filtered;
+	}
+	WIDEN(off);	/* one path on, whichever the tagging */
+	p = data + off;
+	if (eth_proto == bswap16(ETH_P_IP)) {
+		__u32 tot;
+
+		if ((void *)(p + 40) > data_end || p[0] != 0x45)
+			return FAST_NO;
+		tot = bswap16(*(__u16 *)(p + 2));
+		if (tot < 20 || tot > skb->len - off || (*(__u16 *)(p + 6) & bswap16(0x1fff)))
+			return FAST_NO;
+		proto = p[9];
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+			return FAST_NO;
+		if (!match_l3(skb, 4, proto, p[1] >> 2, *(__u32 *)(p + 12), *(__u32 *)(p + 16), off))
+			goto filtered;
+		l4_off = off + 20;
+		l4_len = tot - 20;
+	} else if (eth_proto == bswap16(ETH_P_IPV6)) {
+		if ((void *)(p + 60) > data_end || (p[0] >> 4) != 6)
+			return FAST_NO;
+		l4_len = bswap16(*(__u16 *)(p + 4));
+		if (l4_len == 0 || l4_len > skb->len - off - 40)
+			return FAST_NO;
+		proto = p[6];
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+			return FAST_NO;
+		if (!match_l3(skb, 6, proto, ((p[0] & 0x0f) << 2) | (p[1] >> 6), 0, 0, off))
+			goto filtered;
+		l4_off = off + 40;
+	} else {
+		return FAST_NO;
+	}
+	WIDEN(l4_off);
+	p = data + l4_off;
+	if ((void *)(p + 20) > data_end)	/* checked above; for the verifier */
+		return FAST_NO;
+	if (proto == IPPROTO_TCP) {
+		hl = (p[12] >> 4) * 4;
+		if (l4_len < 20 || hl < 20 || hl > l4_len)
+			return FAST_NO;
+	} else {
+		hl = bswap16(*(__u16 *)(p + 4));
+		if (l4_len < 8 || hl < 8 || hl > l4_len)
+			return FAST_NO;
+		hl = 8;
+	}
+	if (!match_l4(1, bswap16(*(__u16 *)p), bswap16(*(__u16 *)(p + 2))))
+		goto filtered;
+
+	count_frame(skb, st, 0, skb->vlan_present ? VLAN_HLEN : 0, l4_off + hl, &pkts, &bytes);
+	sampled = take_sample(st, cfg_sample_rate);
+	if (!sampled && !handshake(cfg_features, proto, 1, proto == IPPROTO_TCP ? p[13] : 0))
+		return FAST_DONE;
+	sm->sampled = sampled;
+	sm->pkts = pkts;
+	sm->bytes = bytes;
+	return FAST_ANALYSE;
+
+filtered:
+	st->filtered++;
+	return FAST_DONE;
+}
+
+/* The description of a frame fast_observe took, for the analysis: what
+ * parse() would have written, read again (the frame is known good). */
+static __always_inline void fast_describe(struct __sk_buff *skb, struct pkt *pk, __u32 vlan_meta)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 off = ETH_HLEN, l4_off, l4_len;
+	__u16 eth_proto;
+	__u8 *p;
+
+	__builtin_memset(pk, 0, sizeof(*pk));
+	if (data + ETH_HLEN + VLAN_HLEN > data_end)
+		return;
+	if (vlan_meta) {
+		pk->vlan_outer = skb->vlan_tci & 0x0fff;
+		pk->ntags = 1;
+	}
+	eth_proto = *(__u16 *)(data + 12);
+	if (eth_proto == bswap16(ETH_P_8021Q) || eth_proto == bswap16(ETH_P_8021AD)) {
+		__u16 vid = bswap16(*(__u16 *)(data + ETH_HLEN)) & 0x0fff;
+
+		if (pk->ntags)
+			pk->vlan_inner = vid;
+		else
+			pk->vlan_outer = vid;
+		pk->ntags++;
+		eth_proto = *(__u16 *)(data + ETH_HLEN + 2);
+		off += VLAN_HLEN;
+	}
+	WIDEN(off);
+	p = data + off;
+	pk->l3_off = off;
+	if (eth_proto == bswap16(ETH_P_IP)) {
+		if ((void *)(p + 20) > data_end)
+			return;
+		pk->l3 = 4;
+		pk->ihl = 20;
+		pk->dscp = p[1] >> 2;
+		pk->proto = p[9];
+		pk->saddr4 = *(__u32 *)(p + 12);
+		pk->daddr4 = *(__u32 *)(p + 16);
+		l4_len = bswap16(*(__u16 *)(p + 2)) - 20;
+		l4_off = off + 20;
+	} else {
+		if ((void *)(p + 40) > data_end)
+			return;
+		pk->l3 = 6;
+		pk->dscp = ((p[0] & 0x0f) << 2) | (p[1] >> 6);
+		pk->proto = p[6];
+		l4_len = bswap16(*(__u16 *)(p + 4));
+		l4_off = off + 40;
+	}
+	WIDEN(l4_off);
+	p = data + l4_off;
+	if ((void *)(p + 20) > data_end)
+		return;
+	pk->sport = bswap16(*(__u16 *)p);
+	pk->dport = bswap16(*(__u16 *)(p + 2));
+	pk->ports = 1;
+	if (pk->proto == IPPROTO_TCP) {
+		__u32 hl = (p[12] >> 4) * 4;
+
+		pk->seq = bswap32(*(__u32 *)(p + 4));
+		pk->ack = bswap32(*(__u32 *)(p + 8));
+		pk->tcp_flags = p[13];
+		pk->payload = l4_len - hl;
+		pk->hdr_len = l4_off + hl;
+	} else {
+		pk->hdr_len = l4_off + 8;
+	}
+}
+
+/* The rest of sm, and the analysis. */
+static __always_inline void analyse(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st,
+				    enum direction dir, __u32 base, __u32 vlan_meta)
+{
+	sm->base = base;
+	sm->wire_len = skb->len - base + vlan_meta;
+	sm->dir = dir;
+	sm->side = 0;
+	__builtin_memset(sm->pad, 0, sizeof(sm->pad));
+	sm->now = 0;
+	tg_analyse(skb, sm, st);
+}
+
 static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 {
-	/* Loaded once: volatile reads are not merged, and each costs a load. */
-	__u32 feat = cfg_features, rate = cfg_sample_rate;
 	struct dir_stats *st;
 	struct sample sm;	/* sm.p is the frame's description from the start */
-	int sampled = 1;
-	__u32 base = 0, segs, vlan_meta = 0;
+	__u32 feat, base = 0, vlan_meta = 0;
 	__u64 pkts, bytes;
 
 	st = bpf_map_lookup_elem(&stats, &dir);
 	if (!st)
 		return;
+	/* Nothing is kept across the fast path for the general one: registers
+	 * are few, and what is kept is spilled to the stack on every frame. */
+	if (!(cfg_features & (FEAT_ERSPAN | FEAT_NO_FAST))) {
+		switch (fast_observe(skb, st, &sm)) {
+		case FAST_DONE:
+			return;
+		case FAST_ANALYSE:
+			vlan_meta = skb->vlan_present ? VLAN_HLEN : 0;
+			fast_describe(skb, &sm.p, vlan_meta);
+			analyse(skb, &sm, st, dir, 0, vlan_meta);
+			return;
+		}
+	}
+
+	feat = cfg_features;	/* loaded once: volatile reads are not merged */
 	if (feat & FEAT_ERSPAN) {
 		base = tg_erspan(skb);
 		if (!base || base > 256) {
@@ -1144,50 +1433,15 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 		st->filtered++;
 		return;
 	}
-
-	/* Exact totals. A GSO/GRO packet stands for segs frames on the wire,
-	 * each with its own headers (and VLAN tag). */
-	bytes = skb->len - base + vlan_meta;
-	segs = skb->gso_segs;
-	pkts = 1;
-	if (segs > 1 && segs < 65536) {
-		pkts = segs;
-		if (sm.p.hdr_len > base && sm.p.hdr_len - base < bytes)
-			bytes += (__u64)(segs - 1) * (sm.p.hdr_len - base + vlan_meta);
-	}
-	st->packets += pkts;
-	st->bytes += bytes;
+	count_frame(skb, st, base, vlan_meta, sm.p.hdr_len, &pkts, &bytes);
 	if (sm.p.malformed)
 		st->malformed++;
-
-	if (rate > 1) {
-		__u64 c = st->countdown;
-
-		if (c == 0)
-			c = cfg_gaps[bpf_get_prandom_u32() & (GAP_SLOTS - 1)];
-		if (c > 1) {
-			st->countdown = c - 1;
-			sampled = 0;
-		} else {
-			st->countdown = cfg_gaps[bpf_get_prandom_u32() & (GAP_SLOTS - 1)];
-		}
-	}
-	if (!sampled) {
-		/* Handshakes are rare and feed network.latency: always seen. */
-		if (!(feat & FEAT_LATENCY) || !(sm.p.tcp_flags & TCP_SYN) ||
-		    sm.p.proto != IPPROTO_TCP || !sm.p.ports)
-			return;
-	}
-	sm.base = base;
-	sm.wire_len = skb->len - base + vlan_meta;
-	sm.dir = dir;
-	sm.sampled = sampled;
-	sm.side = 0;
-	__builtin_memset(sm.pad, 0, sizeof(sm.pad));
+	sm.sampled = take_sample(st, cfg_sample_rate);
+	if (!sm.sampled && !handshake(feat, sm.p.proto, sm.p.ports, sm.p.tcp_flags))
+		return;
 	sm.pkts = pkts;
 	sm.bytes = bytes;
-	sm.now = 0;
-	tg_analyse(skb, &sm, st);
+	analyse(skb, &sm, st, dir, base, vlan_meta);
 }
 
 SEC("tcx/ingress")

@@ -214,6 +214,7 @@ struct capture_state {
 #define FEAT_CAPTURE (1u << 3)	/* pcaplike ring buffer */
 #define FEAT_CHECKSUM (1u << 4)	/* IPv4 header checksum */
 #define FEAT_ERSPAN (1u << 5)	/* frames are ERSPAN copies: decapsulate */
+#define FEAT_NO_FAST (1u << 6)	/* tests: every frame the general way (parse) */
 
 /* Largest snap length a pcaplike job may ask for. */
 #define MAX_SNAPLEN 9216

@@ -31,6 +31,7 @@ const (
 	featCapture  = 1 << 3
 	featChecksum = 1 << 4
 	featERSPAN   = 1 << 5
+	featNoFast   = 1 << 6 // tests: every frame through the general parser, none through the fast path
 
 	latSlots   = 32
 	gapSlots   = 256

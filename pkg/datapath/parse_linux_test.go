@@ -27,16 +27,63 @@ func (f flowOf) key() aggregate.FlowKey {
 // others land in the right one-way flow, with ports only where the protocol has them and the
 // frame is a first fragment.
 func TestParse(t *testing.T) {
+	for _, c := range parseCases() {
+		t.Run(c.name, func(t *testing.T) {
+			frame := c.frame()
+			p := loadProg(t, Job{}, HookIngress)
+			p.send(frame)
+			s := p.snap(true)
+			if s.Ingress.Packets != 1 || s.Ingress.Bytes != uint64(len(frame)) {
+				t.Errorf("totals %+v, want 1 frame of %d bytes", s.Ingress, len(frame))
+			}
+			var want uint64
+			if c.malformed {
+				want = 1
+			}
+			if s.Errors.Malformed != want {
+				t.Errorf("malformed = %d, want %d", s.Errors.Malformed, want)
+			}
+			var got []string
+			for _, f := range s.TopFlows {
+				got = append(got, fmt.Sprintf("%s vlan %d", f.Key, f.Key.VLAN))
+				if f.Packets != 1 || f.Bytes != uint64(len(frame)) {
+					t.Errorf("flow %s: %d packets %d bytes, want 1, %d", f.Key, f.Packets, f.Bytes, len(frame))
+				}
+			}
+			var wantFlows []string
+			if c.flow != (flowOf{}) {
+				k := c.flow.key()
+				wantFlows = []string{fmt.Sprintf("%s vlan %d", k, k.VLAN)}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(wantFlows) {
+				t.Errorf("flows %q, want %q", got, wantFlows)
+			}
+		})
+	}
+}
+
+// parseCase is a crafted frame for a parser path and what it should be counted as.
+type parseCase struct {
+	name      string
+	f         fb
+	malformed bool
+	flow      flowOf
+	raw       []byte // instead of f
+}
+
+func (c parseCase) frame() []byte {
+	if c.raw != nil {
+		return c.raw
+	}
+	return c.f.build()
+}
+
+// parseCases are the frames of TestParse: every path through the parser.
+func parseCases() []parseCase {
 	q := func(vid uint16) [2]uint16 { return [2]uint16{ether8021Q, vid} }
 	ad := func(vid uint16) [2]uint16 { return [2]uint16{ether8021A, vid} }
 	tcp4 := flowOf{a4, b4, 40000, 80, 6, 0}
-	for _, c := range []struct {
-		name      string
-		f         fb
-		malformed bool
-		flow      flowOf
-		raw       []byte // instead of f
-	}{
+	return []parseCase{
 		{name: "ipv4 tcp", f: fb{proto: 6, sport: 40000, dport: 80, flags: 0x18, payload: 10}, flow: tcp4},
 		{name: "ipv4 tcp padded", f: fb{proto: 6, sport: 40000, dport: 80, flags: 0x10, pad: 6}, flow: tcp4},
 		{name: "ipv4 options", f: fb{proto: 6, sport: 40000, dport: 80, ipOpts: 12, payload: 3}, flow: tcp4},
@@ -86,41 +133,6 @@ func TestParse(t *testing.T) {
 		{name: "ipv6 header cut", f: fb{tags: [][2]uint16{q(9)}, src: a6, dst: b6, proto: 17}.cut(18 + 30), malformed: true},
 		{name: "ipv6 extension overruns payload", f: fb{src: a6, dst: b6, ext: []byte{0}, proto: 17, sport: 1, dport: 2, badTotLen: -(8 + 12)}, malformed: true},
 		{name: "vlan tag cut", raw: fb{tags: [][2]uint16{q(5)}, proto: 17}.cut(15).build(), malformed: true},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			frame := c.raw
-			if frame == nil {
-				frame = c.f.build()
-			}
-			p := loadProg(t, Job{}, HookIngress)
-			p.send(frame)
-			s := p.snap(true)
-			if s.Ingress.Packets != 1 || s.Ingress.Bytes != uint64(len(frame)) {
-				t.Errorf("totals %+v, want 1 frame of %d bytes", s.Ingress, len(frame))
-			}
-			var want uint64
-			if c.malformed {
-				want = 1
-			}
-			if s.Errors.Malformed != want {
-				t.Errorf("malformed = %d, want %d", s.Errors.Malformed, want)
-			}
-			var got []string
-			for _, f := range s.TopFlows {
-				got = append(got, fmt.Sprintf("%s vlan %d", f.Key, f.Key.VLAN))
-				if f.Packets != 1 || f.Bytes != uint64(len(frame)) {
-					t.Errorf("flow %s: %d packets %d bytes, want 1, %d", f.Key, f.Packets, f.Bytes, len(frame))
-				}
-			}
-			var wantFlows []string
-			if c.flow != (flowOf{}) {
-				k := c.flow.key()
-				wantFlows = []string{fmt.Sprintf("%s vlan %d", k, k.VLAN)}
-			}
-			if fmt.Sprint(got) != fmt.Sprint(wantFlows) {
-				t.Errorf("flows %q, want %q", got, wantFlows)
-			}
-		})
 	}
 }
 

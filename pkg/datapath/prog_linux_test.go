@@ -24,6 +24,12 @@ type progUnderTest struct {
 // constants and map sizes, not attached anywhere.
 func loadProg(t testing.TB, job Job, hook string) *progUnderTest {
 	t.Helper()
+	return loadProgWith(t, job, hook, nil)
+}
+
+// loadProgWith is loadProg with the job's settings changed by tweak first.
+func loadProgWith(t testing.TB, job Job, hook string, tweak func(*settings)) *progUnderTest {
+	t.Helper()
 	testenv.RequireRoot(t)
 	spec, err := loadTelegen()
 	if err != nil {
@@ -39,6 +45,9 @@ func loadProg(t testing.TB, job Job, hook string) *progUnderTest {
 		t.Fatal(err)
 	}
 	set := job.settings()
+	if tweak != nil {
+		tweak(&set)
+	}
 	coll, err := m.load(job, set, ModeClsact)
 	if err != nil {
 		t.Fatal(err)
