@@ -1091,6 +1091,45 @@ fail:
 	return 0;
 }
 
+/*
+ * CLOCK_MONOTONIC at tick granularity, as bpf_ktime_get_coarse_ns, read once
+ * per tick per CPU: jiffies is one load (the verifier inlines bpf_jiffies64),
+ * the clock a helper call. The tick moves jiffies just before the coarse
+ * clock, so a frame in between may keep the previous tick's time for the
+ * tick: never more than one tick behind.
+ */
+static __always_inline __u64 coarse_now(struct dir_stats *st)
+{
+	__u64 j = bpf_jiffies64();
+
+	if (j != st->clock_jiffies) {
+		st->clock_ns = bpf_ktime_get_coarse_ns();
+		st->clock_jiffies = j;
+	}
+	return st->clock_ns;
+}
+
+/* pcaplike: is a cap already reached? Plain reads of the shared caps, before
+ * anything else: under load the rate cap is reached for most of each second,
+ * and a frame then costs this much. The atomic adds in tg_capture decide at
+ * the margin. */
+static __always_inline int capture_capped(struct sample *sm, struct dir_stats *st)
+{
+	struct capture_state *cs;
+	__u32 key = 0;
+
+	cs = bpf_map_lookup_elem(&capstate, &key);
+	if (!cs)
+		return 0;
+	if ((cfg_cap_rate && cs->win_count >= cfg_cap_rate && sm->now &&
+	     sm->now - cs->win_start < NS_PER_SEC) ||
+	    (cfg_cap_max_packets && cs->packets >= cfg_cap_max_packets)) {
+		st->capture_capped++;
+		return 1;
+	}
+	return 0;
+}
+
 /* Everything a sampled frame (pk->sampled), or an unsampled TCP SYN, goes
  * through; st is the frame's direction's counters. */
 __global int tg_analyse(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st)
@@ -1105,13 +1144,13 @@ __global int tg_analyse(struct __sk_buff *skb, struct sample *sm, struct dir_sta
 			st->l3_checksum++;
 	}
 	if ((feat & FEAT_FLOWS) && !sm->p.malformed) {
-		sm->now = bpf_ktime_get_coarse_ns();
+		sm->now = coarse_now(st);
 		if (sm->p.l3 == 4)
 			tg_flow4(sm, st);
 		else if (sm->p.l3 == 6)
 			tg_flow6(skb, sm, st);
 	}
-	if ((feat & FEAT_CAPTURE) && sm->sampled)
+	if ((feat & FEAT_CAPTURE) && sm->sampled && !capture_capped(sm, st))
 		tg_capture(skb, sm, st);
 	return 0;
 }

@@ -77,6 +77,9 @@ struct dir_stats {
 	__u64 countdown;
 	/* Conversations pushed out of a full set of the flow tables by a new one. */
 	__u64 flow_evictions;
+	/* Clock state, not a count: the coarse clock as read at tick clock_jiffies. */
+	__u64 clock_jiffies;
+	__u64 clock_ns;
 };
 
 /*

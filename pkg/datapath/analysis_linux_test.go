@@ -264,6 +264,32 @@ func TestFlowTable(t *testing.T) {
 	}
 }
 
+// TestFlowTimes: a flow's first and last seen are the coarse clock (one tick, at most 10 ms
+// here) of its first and last frame, as read through the per-CPU copy the program keeps per
+// tick: frames 300 ms apart are 300 ms apart in the flow, within a tick or two.
+func TestFlowTimes(t *testing.T) {
+	p := loadProg(t, Job{}, HookIngress)
+	frame := fb{proto: 17, sport: 5000, dport: 53, payload: 10}.build()
+	const tick = 10 * time.Millisecond // CONFIG_HZ 100 or more
+	before := time.Now()
+	p.send(frame)
+	mid := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	p.send(frame, frame)
+	after := time.Now()
+	s := p.snap(true)
+	if len(s.TopFlows) != 1 {
+		t.Fatalf("flows %+v, want one", s.TopFlows)
+	}
+	f := s.TopFlows[0]
+	if f.FirstSeen.Before(before.Add(-2*tick)) || f.FirstSeen.After(mid.Add(tick)) {
+		t.Errorf("first seen %v, want between %v and %v (± a tick)", f.FirstSeen, before, mid)
+	}
+	if f.LastSeen.Before(mid.Add(300*time.Millisecond-2*tick)) || f.LastSeen.After(after.Add(tick)) {
+		t.Errorf("last seen %v, want 300 ms after %v and before %v (± a tick)", f.LastSeen, mid, after)
+	}
+}
+
 // TestFlowSpread: conversations that differ in one field only (the last octet of an
 // address, a port, the VLAN) spread over the sets of the table: 3 × 200 of them fit a table
 // of 1024 without an eviction (a hash that ignored the field would put them in one set).

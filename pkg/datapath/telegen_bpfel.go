@@ -39,6 +39,8 @@ type telegenDirStats struct {
 	NotErspan      uint64
 	Countdown      uint64
 	FlowEvictions  uint64
+	ClockJiffies   uint64
+	ClockNs        uint64
 }
 
 type telegenDirection uint32
