@@ -1234,27 +1234,42 @@ enum {
  * runs every test frame both ways). A frame to analyse has its description
  * written into sm by fast_describe.
  */
-static __always_inline int fast_observe(struct __sk_buff *skb, struct dir_stats *st,
-					struct sample *sm)
+/* The fast path from the network header on, for one shape of frame: the
+ * header at the constant off, IPv4 (l3 4) or IPv6 (6), with tagged frames
+ * (a tag in the frame). fast_observe has a copy of this per shape, so that
+ * every offset and branch on the shape is settled at compile time. */
+static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, struct sample *sm,
+				   const __u32 off, const __u32 l3, const int tagged)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	__u32 off = ETH_HLEN, l4_off, l4_len, hl, proto;
-	__u16 eth_proto;
+	__u32 l4_off = off + (l3 == 4 ? 20 : 40), l4_len, hl, proto;
 	__u64 pkts, bytes;
-	__u8 *p;
-	int sampled, tagged = 0;
+	__u8 *p = data + off, *l4 = data + l4_off;
+	int sampled;
 
-	if (data + ETH_HLEN + VLAN_HLEN > data_end)
+	if ((void *)(l4 + 20) > data_end)
 		return FAST_NO;
-	eth_proto = *(__u16 *)(data + 12);
-	if (eth_proto == bswap16(ETH_P_8021Q) || eth_proto == bswap16(ETH_P_8021AD)) {
-		eth_proto = *(__u16 *)(data + ETH_HLEN + 2);
-		off += VLAN_HLEN;
-		tagged = 1;
+	if (l3 == 4) {
+		__u32 tot;
+
+		if (p[0] != 0x45)
+			return FAST_NO;
+		tot = bswap16(*(__u16 *)(p + 2));
+		if (tot < 20 || tot > skb->len - off || (*(__u16 *)(p + 6) & bswap16(0x1fff)))
+			return FAST_NO;
+		proto = p[9];
+		l4_len = tot - 20;
+	} else {
+		if ((p[0] >> 4) != 6)
+			return FAST_NO;
+		l4_len = bswap16(*(__u16 *)(p + 4));
+		if (l4_len == 0 || l4_len > skb->len - off - 40)
+			return FAST_NO;
+		proto = p[6];
 	}
-	if (eth_proto != bswap16(ETH_P_IP) && eth_proto != bswap16(ETH_P_IPV6))
-		return FAST_NO;	/* before any filter: a second tag decides too */
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return FAST_NO;
 	if (cfg_filters & F_VLAN) {	/* only then are the tags looked at */
 		__u32 ntags = 0, outer = 0, inner = 0;
 
@@ -1274,58 +1289,29 @@ static __always_inline int fast_observe(struct __sk_buff *skb, struct dir_stats 
 		if (!match_l2(ntags, outer, inner))
 			goto filtered;
 	}
-	WIDEN(off);	/* one path on, whichever the tagging */
-	p = data + off;
-	if (eth_proto == bswap16(ETH_P_IP)) {
-		__u32 tot;
-
-		if ((void *)(p + 40) > data_end || p[0] != 0x45)
-			return FAST_NO;
-		tot = bswap16(*(__u16 *)(p + 2));
-		if (tot < 20 || tot > skb->len - off || (*(__u16 *)(p + 6) & bswap16(0x1fff)))
-			return FAST_NO;
-		proto = p[9];
-		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-			return FAST_NO;
+	if (l3 == 4) {
 		if (!match_l3(skb, 4, proto, p[1] >> 2, *(__u32 *)(p + 12), *(__u32 *)(p + 16), off))
 			goto filtered;
-		l4_off = off + 20;
-		l4_len = tot - 20;
-	} else if (eth_proto == bswap16(ETH_P_IPV6)) {
-		if ((void *)(p + 60) > data_end || (p[0] >> 4) != 6)
-			return FAST_NO;
-		l4_len = bswap16(*(__u16 *)(p + 4));
-		if (l4_len == 0 || l4_len > skb->len - off - 40)
-			return FAST_NO;
-		proto = p[6];
-		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-			return FAST_NO;
+	} else {
 		if (!match_l3(skb, 6, proto, ((p[0] & 0x0f) << 2) | (p[1] >> 6), 0, 0, off))
 			goto filtered;
-		l4_off = off + 40;
-	} else {
-		return FAST_NO;
 	}
-	WIDEN(l4_off);
-	p = data + l4_off;
-	if ((void *)(p + 20) > data_end)	/* checked above; for the verifier */
-		return FAST_NO;
 	if (proto == IPPROTO_TCP) {
-		hl = (p[12] >> 4) * 4;
-		if (l4_len < 20 || hl < 20 || hl > l4_len)
+		hl = (l4[12] >> 4) * 4;
+		if (hl < 20 || hl > l4_len)	/* so l4_len >= 20 too */
 			return FAST_NO;
 	} else {
-		hl = bswap16(*(__u16 *)(p + 4));
-		if (l4_len < 8 || hl < 8 || hl > l4_len)
+		hl = bswap16(*(__u16 *)(l4 + 4));
+		if (hl < 8 || hl > l4_len)
 			return FAST_NO;
 		hl = 8;
 	}
-	if (!match_l4(1, bswap16(*(__u16 *)p), bswap16(*(__u16 *)(p + 2))))
+	if (!match_l4(1, bswap16(*(__u16 *)l4), bswap16(*(__u16 *)(l4 + 2))))
 		goto filtered;
 
 	count_frame(skb, st, 0, skb->vlan_present ? VLAN_HLEN : 0, l4_off + hl, &pkts, &bytes);
 	sampled = take_sample(st, cfg_sample_rate);
-	if (!sampled && !handshake(cfg_features, proto, 1, proto == IPPROTO_TCP ? p[13] : 0))
+	if (!sampled && !handshake(cfg_features, proto, 1, proto == IPPROTO_TCP ? l4[13] : 0))
 		return FAST_DONE;
 	sm->sampled = sampled;
 	sm->pkts = pkts;
@@ -1335,6 +1321,31 @@ static __always_inline int fast_observe(struct __sk_buff *skb, struct dir_stats 
 filtered:
 	st->filtered++;
 	return FAST_DONE;
+}
+
+static __always_inline int fast_observe(struct __sk_buff *skb, struct dir_stats *st,
+					struct sample *sm)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u16 eth_proto;
+
+	if (data + ETH_HLEN + VLAN_HLEN > data_end)
+		return FAST_NO;
+	eth_proto = *(__u16 *)(data + 12);
+	if (eth_proto == bswap16(ETH_P_IP))
+		return fast_l3(skb, st, sm, ETH_HLEN, 4, 0);
+	if (eth_proto == bswap16(ETH_P_IPV6))
+		return fast_l3(skb, st, sm, ETH_HLEN, 6, 0);
+	if (eth_proto != bswap16(ETH_P_8021Q) && eth_proto != bswap16(ETH_P_8021AD))
+		return FAST_NO;
+	/* One tag in the frame; a second one (QinQ) is the general parser's. */
+	eth_proto = *(__u16 *)(data + ETH_HLEN + 2);
+	if (eth_proto == bswap16(ETH_P_IP))
+		return fast_l3(skb, st, sm, ETH_HLEN + VLAN_HLEN, 4, 1);
+	if (eth_proto == bswap16(ETH_P_IPV6))
+		return fast_l3(skb, st, sm, ETH_HLEN + VLAN_HLEN, 6, 1);
+	return FAST_NO;
 }
 
 /* The description of a frame fast_observe took, for the analysis: what
