@@ -882,27 +882,25 @@ static __always_inline void flow_update(struct flow_val *v, struct sample *sm, s
 
 /*
  * Per address family: the conversation of key k (endpoints in canonical
- * order; the rest is filled in here) is found or inserted in its set and
- * given the frame.
+ * order) is found or inserted in its set and given the frame. The key is
+ * built as whole 64-bit words, each stored once: the hash and the slot
+ * compares read it back a word at a time, and a word read back from several
+ * narrower stores still in flight stalls the load (no store forwarding).
  */
 #define FLOW_COUNT(f)									\
-static __always_inline void flow_count##f(struct flow##f##_key *k, struct sample *sm,	\
-					  struct dir_stats *st)				\
+static __always_inline void flow_count##f(__u64 *k, struct sample *sm, struct dir_stats *st)	\
 {											\
 	struct flow##f##_set *set;							\
 	__u32 idx;									\
 	int slot;									\
 											\
-	k->vlan = sm->p.vlan_outer;							\
-	k->proto = sm->p.proto;								\
-	k->used = 1;									\
-	idx = flow_hash((__u64 *)k, sizeof(*k) / 8);					\
+	idx = flow_hash(k, sizeof(struct flow##f##_key) / 8);				\
 	set = bpf_map_lookup_elem(&flows##f, &idx);					\
 	if (!set)									\
 		return;									\
-	slot = tg_find##f(set, k);							\
+	slot = tg_find##f(set, (struct flow##f##_key *)k);				\
 	if (slot < 0)									\
-		slot = tg_insert##f(set, k, st);					\
+		slot = tg_insert##f(set, (struct flow##f##_key *)k, st);		\
 	if (slot >= 0)									\
 		flow_update(&set->val[slot & (FLOW_WAYS - 1)], sm, st);		\
 }
@@ -910,10 +908,24 @@ static __always_inline void flow_count##f(struct flow##f##_key *k, struct sample
 FLOW_COUNT(4)
 FLOW_COUNT(6)
 
+/* The last word of a key, after the addresses: ports, VLAN, protocol, used. */
+static __always_inline __u64 key_tail(__u16 port0, __u16 port1, const struct sample *sm)
+{
+	return (__u64)port0 | (__u64)port1 << 16 | (__u64)sm->p.vlan_outer << 32 |
+	       (__u64)sm->p.proto << 48 | 1ULL << 56;
+}
+
+_Static_assert(sizeof(struct flow4_key) == 16 && __builtin_offsetof(struct flow4_key, port) == 8 &&
+	       __builtin_offsetof(struct flow4_key, vlan) == 12 &&
+	       __builtin_offsetof(struct flow4_key, proto) == 14 &&
+	       __builtin_offsetof(struct flow4_key, used) == 15, "flow4_key words");
+_Static_assert(sizeof(struct flow6_key) == 40 && __builtin_offsetof(struct flow6_key, port) == 32 &&
+	       __builtin_offsetof(struct flow6_key, used) == 39, "flow6_key words");
+
 /* IPv4 conversation of the frame: count it, analyse TCP. */
 static __always_inline int tg_flow4(struct sample *sm, struct dir_stats *st)
 {
-	struct flow4_key k = {};
+	__u64 k[2];
 	__u32 a, b;
 	__u16 sp = 0, dp = 0;
 
@@ -927,27 +939,22 @@ static __always_inline int tg_flow4(struct sample *sm, struct dir_stats *st)
 	b = sm->p.daddr4;
 	if (a > b || (a == b && sp > dp)) {	/* any total order will do */
 		sm->side = 1;
-		k.addr[0] = b;
-		k.addr[1] = a;
-		k.port[0] = dp;
-		k.port[1] = sp;
+		k[0] = (__u64)b | (__u64)a << 32;
+		k[1] = key_tail(dp, sp, sm);
 	} else {
 		sm->side = 0;
-		k.addr[0] = a;
-		k.addr[1] = b;
-		k.port[0] = sp;
-		k.port[1] = dp;
+		k[0] = (__u64)a | (__u64)b << 32;
+		k[1] = key_tail(sp, dp, sm);
 	}
-	flow_count4(&k, sm, st);
+	flow_count4(k, sm, st);
 	return 0;
 }
 
 /* IPv6 conversation of the frame: count it, analyse TCP. */
 static __always_inline int tg_flow6(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st)
 {
-	struct flow6_key k = {};
+	__u64 k[5], *s, *d;
 	void *data, *data_end;
-	__u64 *s, *d;
 	__u32 off;
 	__u16 sp = 0, dp = 0;
 	int swap;
@@ -973,18 +980,20 @@ static __always_inline int tg_flow6(struct __sk_buff *skb, struct sample *sm, st
 		swap = sp > dp;
 	if (swap) {
 		sm->side = 1;
-		__builtin_memcpy(k.addr[0], d, 16);
-		__builtin_memcpy(k.addr[1], s, 16);
-		k.port[0] = dp;
-		k.port[1] = sp;
+		k[0] = d[0];
+		k[1] = d[1];
+		k[2] = s[0];
+		k[3] = s[1];
+		k[4] = key_tail(dp, sp, sm);
 	} else {
 		sm->side = 0;
-		__builtin_memcpy(k.addr[0], s, 16);
-		__builtin_memcpy(k.addr[1], d, 16);
-		k.port[0] = sp;
-		k.port[1] = dp;
+		k[0] = s[0];
+		k[1] = s[1];
+		k[2] = d[0];
+		k[3] = d[1];
+		k[4] = key_tail(sp, dp, sm);
 	}
-	flow_count6(&k, sm, st);
+	flow_count6(k, sm, st);
 	return 0;
 }
 
@@ -1232,7 +1241,7 @@ enum {
  * anything in doubt, returns FAST_NO before it is counted, and parse() then
  * decides; for the frames taken here both decide alike (TestFastPathAgrees
  * runs every test frame both ways). A frame to analyse has its description
- * written into sm by fast_describe.
+ * written into sm at the end.
  */
 /* The fast path from the network header on, for one shape of frame: the
  * header at the constant off, IPv4 (l3 4) or IPv6 (6), with tagged frames
@@ -1313,6 +1322,42 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 	sampled = take_sample(st, cfg_sample_rate);
 	if (!sampled && !handshake(cfg_features, proto, 1, proto == IPPROTO_TCP ? l4[13] : 0))
 		return FAST_DONE;
+	/* Analysed: now the description is written out, what parse() would. */
+	__builtin_memset(&sm->p, 0, sizeof(sm->p));
+	if (skb->vlan_present) {
+		sm->p.vlan_outer = skb->vlan_tci & 0x0fff;
+		sm->p.ntags = 1;
+	}
+	if (tagged) {
+		__u16 vid = bswap16(*(__u16 *)(data + ETH_HLEN)) & 0x0fff;
+
+		if (sm->p.ntags)
+			sm->p.vlan_inner = vid;
+		else
+			sm->p.vlan_outer = vid;
+		sm->p.ntags++;
+	}
+	sm->p.l3_off = off;
+	sm->p.l3 = l3;
+	sm->p.proto = proto;
+	if (l3 == 4) {
+		sm->p.ihl = 20;
+		sm->p.dscp = p[1] >> 2;
+		sm->p.saddr4 = *(__u32 *)(p + 12);
+		sm->p.daddr4 = *(__u32 *)(p + 16);
+	} else {
+		sm->p.dscp = ((p[0] & 0x0f) << 2) | (p[1] >> 6);
+	}
+	sm->p.sport = bswap16(*(__u16 *)l4);
+	sm->p.dport = bswap16(*(__u16 *)(l4 + 2));
+	sm->p.ports = 1;
+	sm->p.hdr_len = l4_off + hl;
+	if (proto == IPPROTO_TCP) {
+		sm->p.seq = bswap32(*(__u32 *)(l4 + 4));
+		sm->p.ack = bswap32(*(__u32 *)(l4 + 8));
+		sm->p.tcp_flags = l4[13];
+		sm->p.payload = l4_len - hl;
+	}
 	sm->sampled = sampled;
 	sm->pkts = pkts;
 	sm->bytes = bytes;
@@ -1348,78 +1393,6 @@ static __always_inline int fast_observe(struct __sk_buff *skb, struct dir_stats 
 	return FAST_NO;
 }
 
-/* The description of a frame fast_observe took, for the analysis: what
- * parse() would have written, read again (the frame is known good). */
-static __always_inline void fast_describe(struct __sk_buff *skb, struct pkt *pk, __u32 vlan_meta)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	__u32 off = ETH_HLEN, l4_off, l4_len;
-	__u16 eth_proto;
-	__u8 *p;
-
-	__builtin_memset(pk, 0, sizeof(*pk));
-	if (data + ETH_HLEN + VLAN_HLEN > data_end)
-		return;
-	if (vlan_meta) {
-		pk->vlan_outer = skb->vlan_tci & 0x0fff;
-		pk->ntags = 1;
-	}
-	eth_proto = *(__u16 *)(data + 12);
-	if (eth_proto == bswap16(ETH_P_8021Q) || eth_proto == bswap16(ETH_P_8021AD)) {
-		__u16 vid = bswap16(*(__u16 *)(data + ETH_HLEN)) & 0x0fff;
-
-		if (pk->ntags)
-			pk->vlan_inner = vid;
-		else
-			pk->vlan_outer = vid;
-		pk->ntags++;
-		eth_proto = *(__u16 *)(data + ETH_HLEN + 2);
-		off += VLAN_HLEN;
-	}
-	WIDEN(off);
-	p = data + off;
-	pk->l3_off = off;
-	if (eth_proto == bswap16(ETH_P_IP)) {
-		if ((void *)(p + 20) > data_end)
-			return;
-		pk->l3 = 4;
-		pk->ihl = 20;
-		pk->dscp = p[1] >> 2;
-		pk->proto = p[9];
-		pk->saddr4 = *(__u32 *)(p + 12);
-		pk->daddr4 = *(__u32 *)(p + 16);
-		l4_len = bswap16(*(__u16 *)(p + 2)) - 20;
-		l4_off = off + 20;
-	} else {
-		if ((void *)(p + 40) > data_end)
-			return;
-		pk->l3 = 6;
-		pk->dscp = ((p[0] & 0x0f) << 2) | (p[1] >> 6);
-		pk->proto = p[6];
-		l4_len = bswap16(*(__u16 *)(p + 4));
-		l4_off = off + 40;
-	}
-	WIDEN(l4_off);
-	p = data + l4_off;
-	if ((void *)(p + 20) > data_end)
-		return;
-	pk->sport = bswap16(*(__u16 *)p);
-	pk->dport = bswap16(*(__u16 *)(p + 2));
-	pk->ports = 1;
-	if (pk->proto == IPPROTO_TCP) {
-		__u32 hl = (p[12] >> 4) * 4;
-
-		pk->seq = bswap32(*(__u32 *)(p + 4));
-		pk->ack = bswap32(*(__u32 *)(p + 8));
-		pk->tcp_flags = p[13];
-		pk->payload = l4_len - hl;
-		pk->hdr_len = l4_off + hl;
-	} else {
-		pk->hdr_len = l4_off + 8;
-	}
-}
-
 /* The rest of sm, and the analysis. */
 static __always_inline void analyse(struct __sk_buff *skb, struct sample *sm, struct dir_stats *st,
 				    enum direction dir, __u32 base, __u32 vlan_meta)
@@ -1450,9 +1423,7 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 		case FAST_DONE:
 			return;
 		case FAST_ANALYSE:
-			vlan_meta = skb->vlan_present ? VLAN_HLEN : 0;
-			fast_describe(skb, &sm.p, vlan_meta);
-			analyse(skb, &sm, st, dir, 0, vlan_meta);
+			analyse(skb, &sm, st, dir, 0, skb->vlan_present ? VLAN_HLEN : 0);
 			return;
 		}
 	}
