@@ -1120,23 +1120,33 @@ static __always_inline __u64 coarse_now(struct dir_stats *st)
 
 /* pcaplike: is a cap already reached? Plain reads of the shared caps, before
  * anything else: under load the rate cap is reached for most of each second,
- * and a frame then costs this much. The atomic adds in tg_capture decide at
- * the margin. */
+ * and a frame then costs this much. Once a CPU has seen a cap reached it
+ * remembers until when (the end of the rate window; for good for the packet
+ * cap), so that its next frames read only that. The atomic adds in
+ * tg_capture decide at the margin. */
 static __always_inline int capture_capped(struct sample *sm, struct dir_stats *st)
 {
 	struct capture_state *cs;
 	__u32 key = 0;
 
+	if (sm->now && sm->now < st->cap_closed_until)
+		goto capped;
 	cs = bpf_map_lookup_elem(&capstate, &key);
 	if (!cs)
 		return 0;
-	if ((cfg_cap_rate && cs->win_count >= cfg_cap_rate && sm->now &&
-	     sm->now - cs->win_start < NS_PER_SEC) ||
-	    (cfg_cap_max_packets && cs->packets >= cfg_cap_max_packets)) {
-		st->capture_capped++;
-		return 1;
+	if (cfg_cap_max_packets && cs->packets >= cfg_cap_max_packets) {
+		st->cap_closed_until = ~0ULL;
+		goto capped;
+	}
+	if (cfg_cap_rate && cs->win_count >= cfg_cap_rate && sm->now &&
+	    sm->now - cs->win_start < NS_PER_SEC) {
+		st->cap_closed_until = cs->win_start + NS_PER_SEC;
+		goto capped;
 	}
 	return 0;
+capped:
+	st->capture_capped++;
+	return 1;
 }
 
 /* Everything a sampled frame (pk->sampled), or an unsampled TCP SYN, goes

@@ -80,6 +80,8 @@ struct dir_stats {
 	/* Clock state, not a count: the coarse clock as read at tick clock_jiffies. */
 	__u64 clock_jiffies;
 	__u64 clock_ns;
+	/* pcaplike state: this CPU saw a capture cap reached until this time. */
+	__u64 cap_closed_until;
 };
 
 /*

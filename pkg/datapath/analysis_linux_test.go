@@ -445,6 +445,24 @@ func TestCapture(t *testing.T) {
 			}
 		})
 	}
+	t.Run("rate cap reopens", func(t *testing.T) {
+		// The window closes for a second, on every CPU that saw it closed, then reopens.
+		p := loadProg(t, Job{Capture: &CaptureConfig{SnapLen: 64, RatePPS: 4}}, HookIngress)
+		go func() {
+			for range p.run.Samples() {
+			}
+		}()
+		for round := 1; round <= 2; round++ {
+			for range 10 {
+				p.send(frames[0])
+			}
+			want := aggregate.CaptureCounts{Samples: 4 * uint64(round), Capped: 6 * uint64(round)}
+			if got := p.snap(false).Capture; *got != want {
+				t.Fatalf("second %d: capture counts %+v, want %+v", round, got, want)
+			}
+			time.Sleep(1100 * time.Millisecond)
+		}
+	})
 	t.Run("ring full", func(t *testing.T) {
 		p := loadProg(t, Job{Capture: &CaptureConfig{SnapLen: 64}}, HookIngress)
 		const n = 5000

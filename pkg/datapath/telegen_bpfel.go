@@ -41,6 +41,7 @@ type telegenDirStats struct {
 	FlowEvictions  uint64
 	ClockJiffies   uint64
 	ClockNs        uint64
+	CapClosedUntil uint64
 }
 
 type telegenDirection uint32
