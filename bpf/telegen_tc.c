@@ -1185,6 +1185,13 @@ static __always_inline void pkt_init(struct __sk_buff *skb, struct pkt *pk, __u3
 	}
 }
 
+/* The bytes of a VLAN tag the kernel moved into metadata (veth and most NICs
+ * strip the outer one). The kernel reads vlan_present as 0 or 1. */
+static __always_inline __u32 meta_tag_len(struct __sk_buff *skb)
+{
+	return skb->vlan_present * VLAN_HLEN;
+}
+
 /*
  * Exact totals of a matching frame (base: offset of the mirrored frame;
  * vlan_meta: a tag the kernel holds in metadata; hdr_len: bytes up to the L4
@@ -1328,7 +1335,7 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 	if (!match_l4(1, bswap16(*(__u16 *)l4), bswap16(*(__u16 *)(l4 + 2))))
 		goto filtered;
 
-	count_frame(skb, st, 0, skb->vlan_present ? VLAN_HLEN : 0, l4_off + hl, &pkts, &bytes);
+	count_frame(skb, st, 0, meta_tag_len(skb), l4_off + hl, &pkts, &bytes);
 	sampled = take_sample(st, cfg_sample_rate);
 	if (!sampled && !handshake(cfg_features, proto, 1, proto == IPPROTO_TCP ? l4[13] : 0))
 		return FAST_DONE;
@@ -1433,7 +1440,7 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 		case FAST_DONE:
 			return;
 		case FAST_ANALYSE:
-			analyse(skb, &sm, st, dir, 0, skb->vlan_present ? VLAN_HLEN : 0);
+			analyse(skb, &sm, st, dir, 0, meta_tag_len(skb));
 			return;
 		}
 	}
