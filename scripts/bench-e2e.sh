@@ -7,7 +7,7 @@
 # "telegen_extra_ns=N tcpdump_extra_ns=N ratio=R". Needs root, tcpreplay and tcpdump.
 #
 # usage: scripts/bench-e2e.sh
-# environment: BENCH_E2E_PACKETS (2000000) frames per phase, BENCH_E2E_ROUNDS (7) rounds
+# environment: BENCH_E2E_PACKETS (2000000) frames per phase, BENCH_E2E_ROUNDS (15) rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/BENCHMARKS.md
@@ -45,8 +45,8 @@ line=$(grep -o 'telegen_extra_ns=[^ ]* tcpdump_extra_ns=[^ ]* ratio=[^ ]*' "$log
 	echo "bench-e2e: the benchmark printed no result line" >&2
 	exit 1
 }
-rounds=$(grep -E '^[[:space:]]*bench_e2e_test.go:[0-9]+: round ' "$log" | sed 's/^[[:space:]]*bench_e2e_test.go:[0-9]*: //')
-detail=$(grep -m1 'detail: ' "$log" | sed 's/^[[:space:]]*bench_e2e_test.go:[0-9]*: detail: //')
+rounds=$(grep -E '^bench-e2e round ' "$log" | sed 's/^bench-e2e //')
+detail=$(grep -m1 '^bench-e2e detail: ' "$log" | sed 's/^bench-e2e detail: //')
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
 empty=$(grep -o 'empty_extra_ns=[^ ]*' "$log" | tail -1 | cut -d= -f2)
 verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met") }')

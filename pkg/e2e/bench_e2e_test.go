@@ -53,7 +53,7 @@ func BenchmarkDataPlaneCPU(b *testing.B) {
 		b.Fatal("run with TELEGEN_E2E_RACE=0 (scripts/bench-e2e.sh does): a -race telegend would inflate its cost")
 	}
 	packets := envInt(b, "BENCH_E2E_PACKETS", 2_000_000)
-	rounds := envInt(b, "BENCH_E2E_ROUNDS", 7)
+	rounds := envInt(b, "BENCH_E2E_ROUNDS", 15)
 	const pcapFrames = 10_000
 	loops := max(1, (packets+pcapFrames-1)/pcapFrames)
 
@@ -91,7 +91,7 @@ func BenchmarkDataPlaneCPU(b *testing.B) {
 					userNs = append(userNs, fmt.Sprintf("%.1f+%.1f", float64(res.daemonNs)/pk, float64(res.redisNs)/pk))
 				}
 			}
-			b.Log(line)
+			fmt.Println("bench-e2e " + line) // stdout: go test cuts a benchmark's long log
 		}
 		d.stop(b)
 
@@ -108,11 +108,11 @@ func BenchmarkDataPlaneCPU(b *testing.B) {
 		b.ReportMetric(tdX, "tcpdump-extra-ns/pkt")
 		b.ReportMetric(emX, "empty-extra-ns/pkt")
 		b.ReportMetric(ratio, "ratio")
-		b.Logf("detail: %d rounds of %d frames (trafgen mix flows, 1024 flows, tcpreplay --topspeed); base %.0f ns/pkt; "+
-			"telegen extra per round %s; tcpdump extra per round %s; empty program extra per round %s; of the telegen phase, telegend+redis-server ns/packet per round %s; job counted %s; tcpdump kernel drops %s",
+		fmt.Printf("bench-e2e detail: %d rounds of %d frames (trafgen mix flows, 1024 flows, tcpreplay --topspeed); base %.0f ns/pkt; "+
+			"telegen extra per round %s; tcpdump extra per round %s; empty program extra per round %s; of the telegen phase, telegend+redis-server ns/packet per round %s; job counted %s; tcpdump kernel drops %s\n",
 			rounds, loops*pcapFrames, base, fmtList(tg), fmtList(td), fmtList(em), strings.Join(userNs, " "), strings.Join(matched, " "), strings.Join(drops, " "))
-		b.Logf("empty_extra_ns=%.0f", emX)
-		b.Logf("telegen_extra_ns=%.0f tcpdump_extra_ns=%.0f ratio=%.3f", tgX, tdX, ratio)
+		fmt.Printf("bench-e2e empty_extra_ns=%.0f\n", emX)
+		fmt.Printf("bench-e2e telegen_extra_ns=%.0f tcpdump_extra_ns=%.0f ratio=%.3f\n", tgX, tdX, ratio)
 	}
 }
 
