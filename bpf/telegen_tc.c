@@ -549,18 +549,16 @@ static __always_inline int match6(void *a, volatile const __u32 *net, volatile c
  * it has it in a register. A filter on a field the frame does not have (a
  * port of ICMP, an address of ARP) fails.
  */
-static __always_inline int match_l2(__u32 ntags, __u32 vlan_outer, __u32 vlan_inner)
+static __always_inline int match_l2(__u32 f, __u32 ntags, __u32 vlan_outer, __u32 vlan_inner)
 {
-	if (!(cfg_filters & F_VLAN))
+	if (!(f & F_VLAN))
 		return 1;
 	return ntags && (vlan_outer == cfg_vlan || (ntags >= 2 && vlan_inner == cfg_vlan));
 }
 
-static __always_inline int match_l3(struct __sk_buff *skb, __u32 l3, __u32 proto, __u32 dscp,
-				    __u32 saddr4, __u32 daddr4, __u32 l3_off)
+static __always_inline int match_l3(__u32 f, struct __sk_buff *skb, __u32 l3, __u32 proto,
+				    __u32 dscp, __u32 saddr4, __u32 daddr4, __u32 l3_off)
 {
-	__u32 f = cfg_filters;
-
 	if (!(f & ~(F_VLAN | F_SPORT | F_DPORT)))
 		return 1;
 	if (!l3)
@@ -593,10 +591,8 @@ static __always_inline int match_l3(struct __sk_buff *skb, __u32 l3, __u32 proto
 	return 1;
 }
 
-static __always_inline int match_l4(__u32 ports, __u32 sport, __u32 dport)
+static __always_inline int match_l4(__u32 f, __u32 ports, __u32 sport, __u32 dport)
 {
-	__u32 f = cfg_filters;
-
 	if ((f & F_SPORT) && (!ports || !bit_set(cfg_sports, sport)))
 		return 0;
 	if ((f & F_DPORT) && (!ports || !bit_set(cfg_dports, dport)))
@@ -606,9 +602,11 @@ static __always_inline int match_l4(__u32 ports, __u32 sport, __u32 dport)
 
 static __always_inline int match(struct __sk_buff *skb, const struct pkt *pk)
 {
-	return match_l2(pk->ntags, pk->vlan_outer, pk->vlan_inner) &&
-	       match_l3(skb, pk->l3, pk->proto, pk->dscp, pk->saddr4, pk->daddr4, pk->l3_off) &&
-	       match_l4(pk->ports, pk->sport, pk->dport);
+	__u32 f = cfg_filters;	/* one load: volatile reads are not merged */
+
+	return match_l2(f, pk->ntags, pk->vlan_outer, pk->vlan_inner) &&
+	       match_l3(f, skb, pk->l3, pk->proto, pk->dscp, pk->saddr4, pk->daddr4, pk->l3_off) &&
+	       match_l4(f, pk->ports, pk->sport, pk->dport);
 }
 
 /* ---- sampled analysis ----------------------------------------------------- */
@@ -1269,7 +1267,7 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	__u32 l4_off = off + (l3 == 4 ? 20 : 40), l4_len, hl, proto;
+	__u32 f = cfg_filters, l4_off = off + (l3 == 4 ? 20 : 40), l4_len, hl, proto;
 	__u64 pkts, bytes;
 	__u8 *p = data + off, *l4 = data + l4_off;
 	int sampled;
@@ -1296,7 +1294,7 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 	}
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return FAST_NO;
-	if (cfg_filters & F_VLAN) {	/* only then are the tags looked at */
+	if (f & F_VLAN) {	/* only then are the tags looked at */
 		__u32 ntags = 0, outer = 0, inner = 0;
 
 		if (skb->vlan_present) {
@@ -1312,14 +1310,14 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 				outer = vid;
 			ntags++;
 		}
-		if (!match_l2(ntags, outer, inner))
+		if (!match_l2(f, ntags, outer, inner))
 			goto filtered;
 	}
 	if (l3 == 4) {
-		if (!match_l3(skb, 4, proto, p[1] >> 2, *(__u32 *)(p + 12), *(__u32 *)(p + 16), off))
+		if (!match_l3(f, skb, 4, proto, p[1] >> 2, *(__u32 *)(p + 12), *(__u32 *)(p + 16), off))
 			goto filtered;
 	} else {
-		if (!match_l3(skb, 6, proto, ((p[0] & 0x0f) << 2) | (p[1] >> 6), 0, 0, off))
+		if (!match_l3(f, skb, 6, proto, ((p[0] & 0x0f) << 2) | (p[1] >> 6), 0, 0, off))
 			goto filtered;
 	}
 	if (proto == IPPROTO_TCP) {
@@ -1332,7 +1330,7 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 			return FAST_NO;
 		hl = 8;
 	}
-	if (!match_l4(1, bswap16(*(__u16 *)l4), bswap16(*(__u16 *)(l4 + 2))))
+	if (!match_l4(f, 1, bswap16(*(__u16 *)l4), bswap16(*(__u16 *)(l4 + 2))))
 		goto filtered;
 
 	count_frame(skb, st, 0, meta_tag_len(skb), l4_off + hl, &pkts, &bytes);
