@@ -1280,15 +1280,18 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 		if (p[0] != 0x45)
 			return FAST_NO;
 		tot = bswap16(*(__u16 *)(p + 2));
-		if (tot < 20 || tot > skb->len - off || (*(__u16 *)(p + 6) & bswap16(0x1fff)))
+		l4_len = tot - 20;
+		/* tot in [20, what the frame holds]: one unsigned compare (the
+		 * frame holds at least off + 40 bytes, so the right side does
+		 * not wrap; a tot below 20 does). */
+		if (l4_len > skb->len - off - 20 || (*(__u16 *)(p + 6) & bswap16(0x1fff)))
 			return FAST_NO;
 		proto = p[9];
-		l4_len = tot - 20;
 	} else {
 		if ((p[0] >> 4) != 6)
 			return FAST_NO;
 		l4_len = bswap16(*(__u16 *)(p + 4));
-		if (l4_len == 0 || l4_len > skb->len - off - 40)
+		if (l4_len - 1 >= skb->len - off - 40)	/* in [1, what the frame holds] */
 			return FAST_NO;
 		proto = p[6];
 	}
