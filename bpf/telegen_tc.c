@@ -35,8 +35,11 @@ volatile const __u64 cfg_sports[1024] = {};	/* F_SPORT: bit set of source ports 
 volatile const __u64 cfg_dports[1024] = {};	/* F_DPORT: bit set of destination ports */
 volatile const __u32 cfg_src4 = 0, cfg_src4_mask = 0;	/* network byte order */
 volatile const __u32 cfg_dst4 = 0, cfg_dst4_mask = 0;
-volatile const __u32 cfg_src6[4] = {}, cfg_src6_mask[4] = {};
-volatile const __u32 cfg_dst6[4] = {}, cfg_dst6_mask[4] = {};
+/* 8-aligned: compared a 64-bit word at a time. */
+volatile const __u32 cfg_src6[4] __attribute__((aligned(8))) = {};
+volatile const __u32 cfg_src6_mask[4] __attribute__((aligned(8))) = {};
+volatile const __u32 cfg_dst6[4] __attribute__((aligned(8))) = {};
+volatile const __u32 cfg_dst6_mask[4] __attribute__((aligned(8))) = {};
 /* Sampling: 1 = every frame; else the gap to the next sampled frame is drawn
  * from cfg_gaps (geometric quantiles of mean cfg_sample_rate). */
 volatile const __u32 cfg_sample_rate = 1;
@@ -535,12 +538,14 @@ static __always_inline int bit_set(volatile const __u64 *set, __u32 n)
 	return (set[(n >> 6) & 1023] >> (n & 63)) & 1;
 }
 
+/* Is the IPv6 address at a in net/mask? Two 64-bit words (byte order does
+ * not matter to a masked compare). */
 static __always_inline int match6(void *a, volatile const __u32 *net, volatile const __u32 *mask)
 {
-	__u32 *w = a;
+	__u64 *w = a;
+	volatile const __u64 *n = (volatile const __u64 *)net, *m = (volatile const __u64 *)mask;
 
-	return (w[0] & mask[0]) == net[0] && (w[1] & mask[1]) == net[1] &&
-	       (w[2] & mask[2]) == net[2] && (w[3] & mask[3]) == net[3];
+	return (w[0] & m[0]) == n[0] && (w[1] & m[1]) == n[1];
 }
 
 /*
