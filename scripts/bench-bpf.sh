@@ -11,7 +11,9 @@
 #   nofilter        a job with no filter, the frame not sampled
 #   floor           an empty tc program (mostly BPF_PROG_TEST_RUN's own overhead)
 #   peer            PEER=obj.o:prog, any other compiled tc program, on the same frames
-# all interleaved in one run (medians of rounds). Prints the table and appends it, with the
+# all interleaved in one run (medians of rounds). A figure is the wall time of a
+# BPF_PROG_TEST_RUN call over its repeat count; the kernel's own average, which it rounds
+# down to whole ns, is printed beside. Prints the table and appends it, with the
 # machine and the date, to docs/BENCHMARKS.md. The last line printed is exactly
 #   full/floor=R unsampled/floor=R filtered/floor=R [full/peer=R]
 #
@@ -34,7 +36,7 @@ go test -run '^$' -bench '^BenchmarkBPF$' -benchtime 1x -count 1 -timeout 20m ./
 	cat "$log" >&2
 	exit 1
 }
-table=$(sed -n '/^ns\/frame/,/^also:/p' "$log")
+table=$(sed -n '/^ns\/frame/,/^with the kernel/p' "$log")
 last=$(grep -E '^full/floor=' "$log" | tail -1)
 if [ -z "$table" ] || [ -z "$last" ]; then
 	cat "$log" >&2
@@ -47,7 +49,7 @@ fi
 	echo "## eBPF program cost (make bench-bpf)"
 	echo "- machine: $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
 	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
-	echo "- what: ns per frame measured by BPF_PROG_TEST_RUN (the kernel's own average over the repeats), one program instance per job as telegend loads it; variants are described in scripts/bench-bpf.sh${PEER:+; peer: \`$PEER\`}"
+	echo "- what: ns per frame under BPF_PROG_TEST_RUN: the wall time of each call over its repeat count (the kernel's own average is rounded down to whole ns, up to 7 % off at the floor: it is shown beside, with its ratios), one program instance per job as telegend loads it; variants are described in scripts/bench-bpf.sh${PEER:+; peer: \`$PEER\`}"
 	echo "- targets: full ≤ 3.0× floor, unsampled and filtered ≤ 1.5× floor"
 	echo
 	echo '```'
