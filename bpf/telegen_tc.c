@@ -16,8 +16,9 @@
  * An observer never ends the chain: the wrappers return TCX_NEXT /
  * TC_ACT_UNSPEC (both -1) so that whatever runs after us decides the frame's
  * fate. Helpers used are all in 6.1: map ops, ktime_get_ns (4.1),
- * ktime_get_coarse_ns (5.11), get_prandom_u32, skb_pull_data (4.9),
- * skb_load_bytes, ringbuf_reserve/submit/discard/query (5.8).
+ * ktime_get_coarse_ns (5.11), jiffies64 (5.5), get_prandom_u32,
+ * skb_pull_data (4.9), skb_load_bytes, ringbuf_reserve/submit/discard/query
+ * (5.8).
  * docs/DATAPLANE.md says what is measured and how.
  */
 #include "telegen.h"
