@@ -213,6 +213,12 @@ func (r runAdapter) Finish() (aggregate.Snapshot, map[string]string, error) {
 	var extra map[string]string
 	if r.capture != nil {
 		stats, err := r.capture.Wait()
+		// Every sample the kernel took is in the file or counted as dropped: a daemon killed
+		// with samples read from the ring but not yet written lost them, and an adopting
+		// daemon does not know its predecessor's drops; the kernel's count covers both.
+		if c := snap.Capture; c != nil && c.Samples > stats.Packets+stats.Dropped {
+			stats.Dropped = c.Samples - stats.Packets
+		}
 		extra = stats.Fields()
 		if err != nil {
 			extra["pcap_error"] = err.Error()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -99,9 +100,11 @@ func tsharkFields(t *testing.T, pcap string, fields ...string) []string {
 // TestKill9Pcaplike: telegend killed with -9 during a pcaplike job. Restarted, it adopts the job
 // and carries on the capture file the dead daemon was writing: the result's pcapng holds the
 // frames from before the kill and after it (tshark counts them). A pcaplike job deleted while
-// no daemon runs leaves no unfinished file behind once a daemon starts again.
+// no daemon runs leaves no unfinished file behind once a daemon starts again. A job killed
+// with samples still on their way to its file accounts for every one: the file's packets and
+// pcap_dropped add up to the samples the kernel took.
 func TestKill9Pcaplike(t *testing.T) {
-	s := newSwitch(t, "auto", "Ethernet16", "Ethernet20")
+	s := newSwitch(t, "auto", "Ethernet16", "Ethernet20", "Ethernet24")
 	before, after := genPcap(t, "all", 200), genPcap(t, "flows", 150)
 	nBefore, nAfter := len(tsharkFields(t, before, "frame.len")), len(tsharkFields(t, after, "frame.len"))
 	d := s.startDaemon()
@@ -143,6 +146,31 @@ func TestKill9Pcaplike(t *testing.T) {
 	if got := len(tsharkFields(t, file, "frame.len")); got != nBefore+nAfter || res["pcap_packets"] != strconv.Itoa(got) {
 		t.Errorf("capture holds %d frames (result says %s), want %d before the kill + %d after", got, res["pcap_packets"], nBefore, nAfter)
 	}
+
+	// Killed again, this time with samples on their way to the file.
+	s.putJob("lossy", "port", "Ethernet24", "span_method", "direct", "duration_sec", "30",
+		"sample_rate", "1", "result_detail", "pcaplike")
+	s.waitStatus("lossy", "running", 2*time.Second)
+	s.replay("Ethernet24", before)
+	time.Sleep(100 * time.Millisecond) // read from the ring, most likely not written yet
+	s.daemon.kill()
+	s.startDaemon()
+	s.waitStatus("lossy", "running", 2*time.Second)
+	s.delJob("lossy")
+	s.waitStatus("lossy", "stopped", 5*time.Second)
+	lossy := s.result("lossy")
+	var kernel struct {
+		Samples uint64 `json:"samples"`
+	}
+	if err := json.Unmarshal([]byte(lossy["capture"]), &kernel); err != nil {
+		t.Fatalf("lossy: capture %q: %v", lossy["capture"], err)
+	}
+	packets, _ := strconv.ParseUint(lossy["pcap_packets"], 10, 64)
+	dropped, _ := strconv.ParseUint(lossy["pcap_dropped"], 10, 64)
+	if kernel.Samples != uint64(nBefore) || packets+dropped != kernel.Samples {
+		t.Errorf("lossy: %d packets in the file + %d dropped, kernel took %d samples of %d frames", packets, dropped, kernel.Samples, nBefore)
+	}
+	t.Logf("lossy: %d of %d samples in the file, %d lost with the killed daemon", packets, kernel.Samples, dropped)
 	s.assertClean()
 	s.daemon.stop(t)
 }
