@@ -555,6 +555,7 @@ static __always_inline int match6(void *a, volatile const __u32 *net, volatile c
  * it has it in a register. A filter on a field the frame does not have (a
  * port of ICMP, an address of ARP) fails.
  */
+/* (fast_l3 has this test in the form its frame shapes allow: keep them alike.) */
 static __always_inline int match_l2(__u32 f, __u32 ntags, __u32 vlan_outer, __u32 vlan_inner)
 {
 	if (!(f & F_VLAN))
@@ -1303,25 +1304,12 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 	}
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return FAST_NO;
-	if (f & F_VLAN) {	/* only then are the tags looked at */
-		__u32 ntags = 0, outer = 0, inner = 0;
-
-		if (skb->vlan_present) {
-			outer = skb->vlan_tci & 0x0fff;
-			ntags = 1;
-		}
-		if (tagged) {
-			__u16 vid = bswap16(*(__u16 *)(data + ETH_HLEN)) & 0x0fff;
-
-			if (ntags)
-				inner = vid;
-			else
-				outer = vid;
-			ntags++;
-		}
-		if (!match_l2(f, ntags, outer, inner))
-			goto filtered;
-	}
+	/* The VLAN filter (match_l2) for this shape: either tag, the one in the
+	 * frame (when there is one) first, then one in metadata. */
+	if ((f & F_VLAN) &&
+	    !(tagged && (bswap16(*(__u16 *)(data + ETH_HLEN)) & 0x0fff) == cfg_vlan) &&
+	    !(skb->vlan_present && (skb->vlan_tci & 0x0fff) == cfg_vlan))
+		goto filtered;
 	if (l3 == 4) {
 		if (!match_l3(f, skb, 4, proto, p[1] >> 2, *(__u32 *)(p + 12), *(__u32 *)(p + 16), off))
 			goto filtered;
