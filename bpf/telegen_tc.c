@@ -1252,19 +1252,6 @@ enum {
 	FAST_ANALYSE = 2,	/* counted; sm is filled in for the analysis */
 };
 
-/*
- * The fast path, for the frames links mostly carry: Ethernet with at most one
- * VLAN tag in the frame (another may be in metadata), then IPv4 without
- * options and not a fragment, or IPv6 without extension headers, then TCP or
- * UDP, all in the linear data and every length consistent. Such a frame is
- * parsed in registers and each filter checked as soon as its field is known;
- * an unsampled frame is counted and done with without its description ever
- * being written out (that would be most of what it costs). Anything else, and
- * anything in doubt, returns FAST_NO before it is counted, and parse() then
- * decides; for the frames taken here both decide alike (TestFastPathAgrees
- * runs every test frame both ways). A frame to analyse has its description
- * written into sm at the end.
- */
 /* The fast path from the network header on, for one shape of frame: the
  * header at the constant off, IPv4 (l3 4) or IPv6 (6), with tagged frames
  * (a tag in the frame). fast_observe has a copy of this per shape, so that
@@ -1335,11 +1322,7 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 	if (!sampled && !handshake(cfg_features, proto, 1, proto == IPPROTO_TCP ? l4[13] : 0))
 		return FAST_DONE;
 	/* Analysed: now the description is written out, what parse() would. */
-	__builtin_memset(&sm->p, 0, sizeof(sm->p));
-	if (skb->vlan_present) {
-		sm->p.vlan_outer = skb->vlan_tci & 0x0fff;
-		sm->p.ntags = 1;
-	}
+	pkt_init(skb, &sm->p, 0);
 	if (tagged) {
 		__u16 vid = bswap16(*(__u16 *)(data + ETH_HLEN)) & 0x0fff;
 
@@ -1380,6 +1363,19 @@ filtered:
 	return FAST_DONE;
 }
 
+/*
+ * The fast path, for the frames links mostly carry: Ethernet with at most one
+ * VLAN tag in the frame (another may be in metadata), then IPv4 without
+ * options and not a fragment, or IPv6 without extension headers, then TCP or
+ * UDP, all in the linear data and every length consistent. Such a frame is
+ * parsed in registers and each filter checked as soon as its field is known;
+ * an unsampled frame is counted and done with without its description ever
+ * being written out (that would be most of what it costs). Anything else, and
+ * anything in doubt, returns FAST_NO before it is counted, and parse() then
+ * decides; for the frames taken here both decide alike (TestFastPathAgrees
+ * runs every test frame both ways). A frame to analyse has its description
+ * written into sm at the end.
+ */
 static __always_inline int fast_observe(struct __sk_buff *skb, struct dir_stats *st,
 					struct sample *sm)
 {
@@ -1447,8 +1443,8 @@ static __always_inline void observe(struct __sk_buff *skb, enum direction dir)
 			st->not_erspan++;
 			return;
 		}
-	} else if (skb->vlan_present) {
-		vlan_meta = VLAN_HLEN;	/* the kernel moved the outer tag into metadata */
+	} else {
+		vlan_meta = meta_tag_len(skb);
 	}
 
 	pkt_init(skb, &sm.p, base);
