@@ -47,7 +47,8 @@ type settings struct {
 	features   uint32
 	capture    *CaptureConfig // with SnapLen rounded as loaded; nil when off
 	flowTable  int
-	ringSize   int // ring buffer bytes (capture)
+	ringSize   int  // ring buffer bytes (capture)
+	unfolded   bool // load the programs as compiled, constants not folded in (tests compare)
 }
 
 func (j Job) settings() settings {

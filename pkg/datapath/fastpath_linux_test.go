@@ -16,19 +16,18 @@ import (
 	"github.com/telegen-sonic/telegen-sonic/pkg/aggregate"
 )
 
-// TestFastPathAgrees holds the program's fast path (common frames parsed, filtered and counted
-// in registers) to the general parser it stands in for: two instances of each job, one with
-// the fast path and one without (featNoFast), are given the same frames, and every counter,
-// flow, error and latency sample of the two must agree. The frames are every crafted parser
-// case, the benchmark frames, a TCP handshake and retransmission, GSO packets, and every frame
-// of the shared Ethernet captures; the jobs cover each filter kind, passing and failing.
-func TestFastPathAgrees(t *testing.T) {
-	type sent struct {
-		frame []byte
-		segs  uint32
-	}
-	var frames []sent
-	add := func(f []byte, segs uint32) { frames = append(frames, sent{f, segs}) }
+// agreementFrame is a frame for two instances of a job to agree on.
+type agreementFrame struct {
+	frame []byte
+	segs  uint32 // a GSO packet of segs segments, when > 1
+}
+
+// agreementFrames are every crafted parser case, the benchmark frames, a TCP handshake and
+// retransmission, GSO packets, frames of the fast path's shape that lie about a length, and
+// every frame of the shared Ethernet captures.
+func agreementFrames(t *testing.T) []agreementFrame {
+	var frames []agreementFrame
+	add := func(f []byte, segs uint32) { frames = append(frames, agreementFrame{f, segs}) }
 	for _, c := range parseCases() {
 		add(c.frame(), 0)
 	}
@@ -71,11 +70,15 @@ func TestFastPathAgrees(t *testing.T) {
 		}
 	}
 	if len(pcaps) == 0 {
-		t.Error("no shared pcaps: the fast path is compared on crafted frames only")
+		t.Error("no shared pcaps: the programs are compared on crafted frames only")
 	}
+	return frames
+}
 
+// agreementJobs cover each filter kind, passing and failing.
+func agreementJobs() map[string]Job {
 	v6 := benchFrames[3].frame
-	jobs := map[string]Job{
+	return map[string]Job{
 		"no filter":             {},
 		"every filter (ipv4)":   benchJob(benchFrames[0].frame, 1, noCapture, false),
 		"every filter, failing": benchJob(benchFrames[0].frame, 1, noCapture, true),
@@ -85,39 +88,52 @@ func TestFastPathAgrees(t *testing.T) {
 		"udp, dscp 46":          {Filter: Filter{IPProtos: []uint8{17}, DSCPs: []uint8{46}}},
 		"src 10.0.0.0/8":        {Filter: Filter{SrcCIDR: netip.MustParsePrefix("10.0.0.0/8")}},
 	}
+}
+
+// requireAgreement gives the same frames to two instances of each job, one loaded with
+// tweakB applied to its settings, and requires every counter, flow, error and latency
+// sample of the two to agree.
+func requireAgreement(t *testing.T, frames []agreementFrame, jobs map[string]Job, nameA, nameB string, tweakB func(*settings)) {
 	for name, job := range jobs {
 		t.Run(name, func(t *testing.T) {
-			fast := loadProg(t, job, HookIngress)
-			general := loadProgWith(t, job, HookIngress, func(s *settings) { s.features |= featNoFast })
+			a := loadProg(t, job, HookIngress)
+			b := loadProgWith(t, job, HookIngress, tweakB)
 			ran := 0
 			for _, s := range frames {
-				errF := runFrame(fast.prog, s.frame, s.segs)
-				errG := runFrame(general.prog, s.frame, s.segs)
-				if (errF == nil) != (errG == nil) {
-					t.Fatalf("frame of %d bytes: fast path %v, general %v", len(s.frame), errF, errG)
+				errA := runFrame(a.prog, s.frame, s.segs)
+				errB := runFrame(b.prog, s.frame, s.segs)
+				if (errA == nil) != (errB == nil) {
+					t.Fatalf("frame of %d bytes: %s %v, %s %v", len(s.frame), nameA, errA, nameB, errB)
 				}
-				if errF == nil {
+				if errA == nil {
 					ran++
 				}
 			}
-			if got, want := fast.stats(), general.stats(); got != want {
-				t.Errorf("counters differ:\nfast    %+v\ngeneral %+v", got, want)
+			if got, want := a.stats(), b.stats(); got != want {
+				t.Errorf("counters differ:\n%-8s %+v\n%-8s %+v", nameA, got, nameB, want)
 			}
-			sf, sg := fast.snap(true), general.snap(true)
-			if sf.Errors != sg.Errors {
-				t.Errorf("errors: fast path %+v, general %+v", sf.Errors, sg.Errors)
+			sa, sb := a.snap(true), b.snap(true)
+			if sa.Errors != sb.Errors {
+				t.Errorf("errors: %s %+v, %s %+v", nameA, sa.Errors, nameB, sb.Errors)
 			}
-			if a, b := flowLines(sf.TopFlows), flowLines(sg.TopFlows); !slices.Equal(a, b) {
-				t.Errorf("flows:\nfast    %q\ngeneral %q", a, b)
+			if x, y := flowLines(sa.TopFlows), flowLines(sb.TopFlows); !slices.Equal(x, y) {
+				t.Errorf("flows:\n%-8s %q\n%-8s %q", nameA, x, nameB, y)
 			}
-			for m, h := range sg.Latency {
-				if sf.Latency[m].Count != h.Count {
-					t.Errorf("%s: %d samples on the fast path, %d on the general", m, sf.Latency[m].Count, h.Count)
+			for m, h := range sb.Latency {
+				if sa.Latency[m].Count != h.Count {
+					t.Errorf("%s: %d samples %s, %d %s", m, sa.Latency[m].Count, nameA, h.Count, nameB)
 				}
 			}
-			t.Logf("%d frames run, %d counted, %d filtered, %d flows", ran, sf.Ingress.Packets, sf.Filtered, len(sf.TopFlows))
+			t.Logf("%d frames run, %d counted, %d filtered, %d flows", ran, sa.Ingress.Packets, sa.Filtered, len(sa.TopFlows))
 		})
 	}
+}
+
+// TestFastPathAgrees holds the program's fast path (common frames parsed, filtered and counted
+// in registers) to the general parser it stands in for: an instance of each job without the
+// fast path (featNoFast) must measure what the one with it does, frame for frame.
+func TestFastPathAgrees(t *testing.T) {
+	requireAgreement(t, agreementFrames(t), agreementJobs(), "fast", "general", func(s *settings) { s.features |= featNoFast })
 }
 
 // runFrame runs prog once on frame, as a GSO packet of segs segments when segs > 1.

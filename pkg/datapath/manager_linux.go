@@ -19,6 +19,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/telegen-sonic/telegen-sonic/pkg/datapath/internal/constfold"
 )
 
 // tcxSupport is what Start learnt about the kernel's TCX support.
@@ -195,8 +197,8 @@ func (m *Manager) start(job Job, ifindex int, mode string) (_ *Run, err error) {
 }
 
 // load creates the job's maps and the programs for its hooks from a copy of the parsed spec,
-// with the job's constants and map sizes. The programs are verified in parallel: verification
-// is most of a job's start-up time.
+// with the job's constants (folded into the programs too, see constfold) and map sizes. The
+// programs are folded and verified in parallel: verification is most of a job's start-up time.
 func (m *Manager) load(job Job, set settings, mode string) (_ *ebpf.Collection, err error) {
 	spec := m.spec.Copy()
 	for name, v := range job.consts(set) {
@@ -212,6 +214,13 @@ func (m *Manager) load(job Job, set settings, mode string) (_ *ebpf.Collection, 
 	spec.Maps[telegenMapFlows6].MaxEntries = uint32(set.flowTable / FlowWays)
 	if set.capture != nil {
 		spec.Maps[telegenMapSamples].MaxEntries = uint32(set.ringSize)
+	}
+
+	var ro map[string][]byte // the constants, to fold into the programs
+	if !set.unfolded {
+		if ro, err = constfold.ReadOnlyData(spec); err != nil {
+			return nil, fmt.Errorf("load eBPF programs: %w", err)
+		}
 	}
 
 	// The maps (and constants) first, then each program on its own against them.
@@ -241,6 +250,15 @@ func (m *Manager) load(job Job, set settings, mode string) (_ *ebpf.Collection, 
 	for i, h := range hooks {
 		wg.Go(func() {
 			name := progName(mode, h)
+			if ro != nil {
+				ps := specs[i].Programs[name]
+				insns, _, err := constfold.Fold(ps.Instructions, ro)
+				if err != nil {
+					errs[i] = fmt.Errorf("fold constants into %s: %w", name, err)
+					return
+				}
+				ps.Instructions = insns
+			}
 			c, err := ebpf.NewCollectionWithOptions(specs[i], ebpf.CollectionOptions{MapReplacements: coll.Maps})
 			if err != nil {
 				errs[i] = fmt.Errorf("load eBPF program %s: %w", name, err)
