@@ -1,5 +1,6 @@
 // Package datapath owns telegen's eBPF data path: it loads a job's tc observer program with the
-// job's filters, sampling and features as load-time constants, attaches it to a port with TCX
+// job's filters, sampling and features as load-time constants (folded into the program's
+// instructions by internal/constfold), attaches it to a port with TCX
 // or clsact, reads what it measured (totals, errors, flows, latency, pcaplike samples), pins
 // what must outlive the process, adopts what a previous process left running, and sweeps what
 // nobody owns any more. What is measured, and how, is docs/DATAPLANE.md.
