@@ -32,8 +32,11 @@ volatile const __u32 cfg_features = FEAT_FLOWS | FEAT_TCP | FEAT_LATENCY | FEAT_
 volatile const __u16 cfg_vlan = 0;	/* F_VLAN: this VID in any of the two outer tags */
 volatile const __u64 cfg_protos[4] = {};	/* F_PROTO: bit set of IP protocols */
 volatile const __u64 cfg_dscps = 0;	/* F_DSCP: bit set of DSCP values */
-volatile const __u64 cfg_sports[1024] = {};	/* F_SPORT: bit set of source ports */
-volatile const __u64 cfg_dports[1024] = {};	/* F_DPORT: bit set of destination ports */
+/* F_SPORT, F_DPORT: bit sets of source and destination ports, each port at
+ * its wire (network byte order) value: the fast path checks the field as
+ * loaded, which also bounds the index where Linux 6.1's verifier sees it. */
+volatile const __u64 cfg_sports[1024] = {};
+volatile const __u64 cfg_dports[1024] = {};
 volatile const __u32 cfg_src4 = 0, cfg_src4_mask = 0;	/* network byte order */
 volatile const __u32 cfg_dst4 = 0, cfg_dst4_mask = 0;
 /* 8-aligned: compared a 64-bit word at a time. */
@@ -539,6 +542,17 @@ static __always_inline int bit_set(volatile const __u64 *set, __u32 n)
 	return (set[(n >> 6) & 1023] >> (n & 63)) & 1;
 }
 
+/* A port of a frame's description (host order) at its wire value, bounded
+ * where the verifier sees it: Linux 6.1 learns no range from a byte swap,
+ * and clang drops a mask it can prove redundant. */
+static __always_inline __u32 wire_port(__u16 port)
+{
+	__u32 w = bswap16(port);
+
+	asm("%0 &= 0xffff" : "+r"(w));
+	return w;
+}
+
 /* Is the IPv6 address at a in net/mask? Two 64-bit words (byte order does
  * not matter to a masked compare). */
 static __always_inline int match6(void *a, volatile const __u32 *net, volatile const __u32 *mask)
@@ -598,6 +612,7 @@ static __always_inline int match_l3(__u32 f, struct __sk_buff *skb, __u32 l3, __
 	return 1;
 }
 
+/* (sport and dport at their wire values: see cfg_sports) */
 static __always_inline int match_l4(__u32 f, __u32 ports, __u32 sport, __u32 dport)
 {
 	if ((f & F_SPORT) && (!ports || !bit_set(cfg_sports, sport)))
@@ -613,7 +628,7 @@ static __always_inline int match(struct __sk_buff *skb, const struct pkt *pk)
 
 	return match_l2(f, pk->ntags, pk->vlan_outer, pk->vlan_inner) &&
 	       match_l3(f, skb, pk->l3, pk->proto, pk->dscp, pk->saddr4, pk->daddr4, pk->l3_off) &&
-	       match_l4(f, pk->ports, pk->sport, pk->dport);
+	       match_l4(f, pk->ports, wire_port(pk->sport), wire_port(pk->dport));
 }
 
 /* ---- sampled analysis ----------------------------------------------------- */
@@ -1314,7 +1329,7 @@ static __always_inline int fast_l3(struct __sk_buff *skb, struct dir_stats *st, 
 			return FAST_NO;
 		hl = 8;
 	}
-	if (!match_l4(f, 1, bswap16(*(__u16 *)l4), bswap16(*(__u16 *)(l4 + 2))))
+	if (!match_l4(f, 1, *(__u16 *)l4, *(__u16 *)(l4 + 2)))
 		goto filtered;
 
 	count_frame(skb, st, 0, meta_tag_len(skb), l4_off + hl, &pkts, &bytes);

@@ -124,7 +124,8 @@ func (j Job) consts(s settings) map[string]any {
 	portSet := func(set *[1024]uint64, rs []PortRange) {
 		for _, r := range rs {
 			for p := int(r.Lo); p <= int(r.Hi); p++ {
-				set[p>>6] |= 1 << (p & 63)
+				w := bits.ReverseBytes16(uint16(p)) // the set is by wire value (cfg_sports)
+				set[w>>6] |= 1 << (w & 63)
 			}
 		}
 	}
