@@ -32,7 +32,7 @@ check-generated: ## prove the committed eBPF objects match their C sources
 # address filters, which no frame passes together). A filter no frame can pass hides every
 # check after it from the verifier, so none may be set unsatisfiably: the DSCP set is all
 # ones, and the protocol filter (a bit-set array, which --set cannot fill) stays off; it is
-# loaded with real jobs' constants by kernelcheck-folded.sh, as telegend loads them.
+# loaded with real jobs' constants by kernelcheck-vm.sh, as telegend loads them.
 KERNELCHECK_COMMON = --set cfg_dscps=18446744073709551615 --set cfg_sample_rate=100 \
 	--set cfg_snaplen=128 --set cfg_cap_rate=20000 --set cfg_vlan=100
 KERNELCHECK_SET ?= --set cfg_filters=461 --set cfg_features=63 $(KERNELCHECK_COMMON)
@@ -46,7 +46,7 @@ kernelcheck: ## load and attach the eBPF programs on Debian's 6.1 kernel under q
 	$(SHARED)/tools/kernelcheck/run.sh $(KERNELCHECK_SET) pkg/datapath/telegen_bpfel.o
 	$(SHARED)/tools/kernelcheck/run.sh $(KERNELCHECK_SET_PORT) pkg/datapath/telegen_bpfel.o
 	$(SHARED)/tools/kernelcheck/run.sh $(KERNELCHECK_SET_PORT6) pkg/datapath/telegen_bpfel.o
-	GO=$(GO) scripts/kernelcheck-folded.sh
+	GO=$(GO) scripts/kernelcheck-vm.sh
 
 .PHONY: yang-check
 yang-check: ## check the YANG model against the shared test vectors (yanglint)

@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperMain())
 	}
+	if err := vmInit(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	dir, err := os.MkdirTemp("", "datapath-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

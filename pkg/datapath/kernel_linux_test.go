@@ -4,6 +4,7 @@ package datapath
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
@@ -19,20 +20,12 @@ import (
 
 // TestKernelLoadFolded loads both hooks' programs of representative jobs as telegend does, on
 // the clsact path, with each job's constants folded into its instructions, and reports what
-// the verifier processed. Here it is one more load test. scripts/kernelcheck-folded.sh (part
+// the verifier processed. Here it is one more load test. scripts/kernelcheck-vm.sh (part
 // of make kernelcheck) runs this test binary as the init of a VM booted with Debian's 6.1
 // kernel, SONiC's, where it matters: the shared kernelcheck verifies the object as compiled,
 // with constants it is given; this verifies what telegend actually loads there.
 func TestKernelLoadFolded(t *testing.T) {
 	testenv.RequireRoot(t)
-	if os.Getpid() == 1 { // the VM's init: nothing is mounted
-		for _, m := range []struct{ fs, dir string }{{"proc", "/proc"}, {"sysfs", "/sys"}} {
-			os.MkdirAll(m.dir, 0o755)
-			if err := unix.Mount(m.fs, m.dir, m.fs, 0, ""); err != nil {
-				t.Fatalf("mount %s: %v", m.dir, err)
-			}
-		}
-	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	t.Logf("kernel %s", unix.ByteSliceToString(uts.Release[:]))
@@ -59,6 +52,10 @@ func TestKernelLoadFolded(t *testing.T) {
 		"dst ipv6":      {Filter: Filter{DstCIDR: netip.MustParsePrefix("2001:db8:1::/48")}},
 		"vlan, erspan":  {Filter: Filter{VLAN: 10}, ERSPAN: &ERSPAN{SessionID: 3}},
 		"ports, erspan": {Filter: Filter{SrcPorts: []PortRange{{1, 1023}}, DstPorts: []PortRange{{53, 53}}}, ERSPAN: &ERSPAN{SessionID: -1}},
+		// Capture lengths at their bounds, and sampling.
+		"pcaplike, longest snap":  {Capture: &CaptureConfig{SnapLen: MaxSnapLen, MaxPackets: 10, RatePPS: 1}},
+		"pcaplike, shortest snap": {Capture: &CaptureConfig{SnapLen: 1}},
+		"1 in 1000":               {SampleRate: 1000, Filter: Filter{DstPorts: []PortRange{{80, 80}}}},
 	})
 	for _, name := range slices.Sorted(maps.Keys(jobs)) {
 		job := jobs[name]
@@ -92,4 +89,21 @@ func TestKernelLoadFolded(t *testing.T) {
 func withERSPAN(j Job, session int) Job {
 	j.ERSPAN = &ERSPAN{SessionID: session}
 	return j
+}
+
+// vmInit mounts what the tests need when the test binary is a VM's init (scripts/kernelcheck-vm.sh),
+// where nothing is mounted yet.
+func vmInit() error {
+	if os.Getpid() != 1 {
+		return nil
+	}
+	for _, m := range []struct{ fs, dir string }{{"proc", "/proc"}, {"sysfs", "/sys"}, {"bpf", "/sys/fs/bpf"}} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.fs, m.dir, m.fs, 0, ""); err != nil {
+			return fmt.Errorf("mount %s: %w", m.dir, err)
+		}
+	}
+	return nil
 }
