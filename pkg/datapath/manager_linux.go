@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -113,6 +114,11 @@ func (m *Manager) Start(ctx context.Context, job Job) (*Run, error) {
 	}
 	m.log.Info("attached", "job", job.ID, "interface", job.Interface, "mode", mode,
 		"ingress", job.Ingress, "egress", job.Egress, "took", time.Since(began))
+	// Loading takes a few MB of scratch (the object's BTF and instructions copied, folded and
+	// marshalled per hook) that the job no longer needs. Give it back to the switch now
+	// rather than when the runtime's background scavenger gets to it: an idle telegend should
+	// hold as little as it can. Off the start's path; a GC of a heap this size is brief.
+	go debug.FreeOSMemory()
 	return r, nil
 }
 

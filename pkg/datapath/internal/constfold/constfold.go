@@ -62,8 +62,11 @@ func ReadOnlyData(spec *ebpf.CollectionSpec) (map[string][]byte, error) {
 // read-only data ro. It repeats until nothing more folds.
 func Fold(insns asm.Instructions, ro map[string][]byte) (asm.Instructions, Stats, error) {
 	st := Stats{Before: int(insns.Size() / asm.InstructionSize)}
+	data := newROData(ro)
+	sc := &scratch{}
+	insns = append(asm.Instructions(nil), insns...) // rewritten in place: the caller's stays
 	for {
-		p, err := newProgram(insns, ro)
+		p, err := newProgram(insns, data, sc)
 		if err != nil {
 			return nil, Stats{}, err
 		}
@@ -97,8 +100,42 @@ const (
 
 type value struct {
 	k  kind
+	ro uint8 // roPtr: which read-only map (roData)
 	v  uint64
-	ro string
+}
+
+// roData is the read-only data by map, numbered for value.ro.
+type roData struct {
+	index map[string]uint8
+	data  [][]byte
+}
+
+func newROData(ro map[string][]byte) *roData {
+	d := &roData{index: make(map[string]uint8)}
+	for name, b := range ro {
+		if b != nil && len(d.data) < 256 {
+			d.index[name] = uint8(len(d.data))
+			d.data = append(d.data, b)
+		}
+	}
+	return d
+}
+
+// scratch is memory a Fold's rounds share: each round's program is smaller than the last.
+type scratch struct {
+	states       []regs
+	in           []*regs
+	slot, bySlot []int
+	start, dead  []bool
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }
 
 // regs are the abstract values of r0-r10 before an instruction; nil: not reached.
@@ -106,7 +143,8 @@ type regs [11]value
 
 type program struct {
 	insns  []asm.Instruction
-	ro     map[string][]byte
+	ro     *roData
+	states []regs
 	slot   []int          // raw slot of each instruction
 	bySlot []int          // raw slot -> instruction, -1 inside a two-slot one
 	funcs  map[string]int // function symbol -> its first instruction
@@ -117,16 +155,24 @@ type program struct {
 
 var errUnsupported = errors.New("unsupported instruction")
 
-func newProgram(insns asm.Instructions, ro map[string][]byte) (*program, error) {
+// newProgram takes insns over (they are rewritten in place).
+func newProgram(insns asm.Instructions, ro *roData, sc *scratch) (*program, error) {
+	sc.states = grow(sc.states, len(insns))
+	sc.in = grow(sc.in, len(insns))
+	sc.slot = grow(sc.slot, len(insns))
+	sc.bySlot = grow(sc.bySlot, int(insns.Size()/asm.InstructionSize))
+	sc.start = grow(sc.start, len(insns))
+	sc.dead = grow(sc.dead, len(insns))
 	p := &program{
-		insns:  append([]asm.Instruction(nil), insns...),
+		insns:  insns,
 		ro:     ro,
-		slot:   make([]int, len(insns)),
-		bySlot: make([]int, insns.Size()/asm.InstructionSize),
+		states: sc.states,
+		slot:   sc.slot,
+		bySlot: sc.bySlot,
 		funcs:  make(map[string]int),
-		start:  make([]bool, len(insns)),
-		in:     make([]*regs, len(insns)),
-		dead:   make([]bool, len(insns)),
+		start:  sc.start,
+		in:     sc.in,
+		dead:   sc.dead,
 	}
 	s := 0
 	for i := range p.insns {
@@ -181,7 +227,7 @@ func (p *program) target(i int) (int, bool) {
 // analyse runs the abstract interpretation from the program's entry, entering a function
 // when a reached instruction calls it.
 func (p *program) analyse() {
-	states := make([]regs, len(p.insns)) // one allocation for every state
+	states := p.states
 	pending := make([]bool, len(p.insns))
 	more := false
 	push := func(i int, r *regs) {
@@ -214,7 +260,8 @@ func (p *program) analyse() {
 				}
 			}
 			out := p.step(i, *p.in[i])
-			for _, s := range p.successors(i, p.in[i]) {
+			succ, n := p.successors(i, p.in[i])
+			for _, s := range succ[:n] {
 				push(s, &out)
 			}
 		}
@@ -222,32 +269,32 @@ func (p *program) analyse() {
 }
 
 // successors of instruction i given the state before it: a settled jump has one.
-func (p *program) successors(i int, r *regs) []int {
+func (p *program) successors(i int, r *regs) (succ [2]int, n int) {
 	ins := p.insns[i]
 	if isNop(ins) { // possibly in place of a two-slot instruction: no offset to follow
-		return []int{i + 1}
+		return [2]int{i + 1}, 1
 	}
 	if ins.OpCode.Class().IsJump() {
 		switch op := ins.OpCode.JumpOp(); op {
 		case asm.Exit:
-			return nil
+			return succ, 0
 		case asm.Call:
-			return []int{i + 1}
+			return [2]int{i + 1}, 1
 		case asm.Ja:
 			t, _ := p.target(i)
-			return []int{t}
+			return [2]int{t}, 1
 		default:
 			t, _ := p.target(i)
 			if taken, ok := p.decide(ins, r); ok {
 				if taken {
-					return []int{t}
+					return [2]int{t}, 1
 				}
-				return []int{i + 1}
+				return [2]int{i + 1}, 1
 			}
-			return []int{i + 1, t}
+			return [2]int{i + 1, t}, 2
 		}
 	}
-	return []int{i + 1}
+	return [2]int{i + 1}, 1
 }
 
 // decide settles a conditional jump whose operands are known.
@@ -314,8 +361,8 @@ func (p *program) step(i int, r regs) regs {
 		switch {
 		case ins.Src == asm.R0:
 			r[ins.Dst] = value{k: known, v: uint64(ins.Constant)}
-		case ins.Src == asm.PseudoMapValue && p.ro[ins.Reference()] != nil:
-			r[ins.Dst] = value{k: roPtr, v: uint64(ins.Constant) >> 32, ro: ins.Reference()}
+		case ins.Src == asm.PseudoMapValue && p.isRO(ins.Reference()):
+			r[ins.Dst] = value{k: roPtr, v: uint64(ins.Constant) >> 32, ro: p.ro.index[ins.Reference()]}
 		default:
 			r[ins.Dst] = value{}
 		}
@@ -338,12 +385,17 @@ func (p *program) step(i int, r regs) regs {
 	return r
 }
 
+func (p *program) isRO(name string) bool {
+	_, ok := p.ro.index[name]
+	return ok
+}
+
 // load is the value a load from src gives, when src points into read-only data.
 func (p *program) load(ins asm.Instruction, src value) value {
 	if src.k != roPtr || ins.OpCode.Mode() != asm.MemMode {
 		return value{}
 	}
-	data := p.ro[src.ro]
+	data := p.ro.data[src.ro]
 	off := int64(src.v) + int64(ins.Offset)
 	n := int64(ins.OpCode.Size().Sizeof())
 	if off < 0 || off+n > int64(len(data)) {
@@ -768,10 +820,13 @@ func (p *program) removeDead() {
 	for i := range p.insns {
 		p.dead[i] = p.in[i] == nil || (isNop(p.insns[i]) && !p.start[i])
 	}
-	succ := make([][]int, len(p.insns))
+	succ := make([][2]int, len(p.insns))
+	nsucc := make([]uint8, len(p.insns))
 	for i := range p.insns {
 		if p.in[i] != nil {
-			succ[i] = p.successors(i, p.in[i])
+			var n int
+			succ[i], n = p.successors(i, p.in[i])
+			nsucc[i] = uint8(n)
 		}
 	}
 	live := make([]regMask, len(p.insns)) // live after each instruction
@@ -785,7 +840,7 @@ func (p *program) removeDead() {
 					continue
 				}
 				var out regMask
-				for _, s := range succ[i] {
+				for _, s := range succ[i][:nsucc[i]] {
 					out |= p.liveIn(s, live)
 				}
 				if out != live[i] {
@@ -844,7 +899,7 @@ func (p *program) emit() (asm.Instructions, int, error) {
 		}
 		return 0, errors.New("jump past the end")
 	}
-	var out asm.Instructions
+	out := make(asm.Instructions, 0, len(p.insns))
 	removed := 0
 	for i, ins := range p.insns {
 		if !keep(i) {
