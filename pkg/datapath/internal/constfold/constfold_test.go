@@ -133,6 +133,35 @@ func interpret(insns asm.Instructions, ro map[string][]byte, in uint64) (uint64,
 				v = x << (y & 63)
 			case asm.RSh:
 				v = x >> (y & 63)
+			case asm.ArSh:
+				if wide {
+					v = uint64(int64(x) >> (y & 63))
+				} else {
+					v = uint64(uint32(int32(uint32(x)) >> (y & 31)))
+				}
+			case asm.Neg:
+				v = -x
+			case asm.Div:
+				if y != 0 {
+					v = x / y
+				}
+			case asm.Mod:
+				v = x
+				if y != 0 {
+					v = x % y
+				}
+			case asm.Swap:
+				v = x
+				n := uint(ins.Constant)
+				if op.Endianness() == asm.BE {
+					v = 0
+					for b := uint(0); b < n/8; b++ {
+						v |= (x >> (8 * b) & 0xff) << (n - 8 - 8*b)
+					}
+				} else if n < 64 {
+					v = x & (1<<n - 1)
+				}
+				wide = true // the width is the swap's, not the class's
 			default:
 				return 0, fmt.Errorf("insn %d: %v: %w", pc, ins, errStuck)
 			}
@@ -197,6 +226,15 @@ func interpret(insns asm.Instructions, ro map[string][]byte, in uint64) (uint64,
 					taken = x <= y
 				case asm.JSet:
 					taken = x&y != 0
+				case asm.JSGT, asm.JSLT:
+					sx, sy := int64(x), int64(y)
+					if cls == asm.Jump32Class {
+						sx, sy = int64(int32(uint32(x))), int64(int32(uint32(y)))
+					}
+					taken = sx > sy
+					if op.JumpOp() == asm.JSLT {
+						taken = sx < sy
+					}
 				default:
 					return 0, fmt.Errorf("insn %d: %v: %w", pc, ins, errStuck)
 				}
@@ -308,6 +346,71 @@ func TestFoldKeepsMeaning(t *testing.T) {
 					t.Errorf("stats %+v", st)
 				}
 			})
+		}
+	}
+}
+
+// arithProgram computes with a read-only constant in every way the folding evaluates itself
+// (signed shifts, division, negation, byte swaps, 32-bit operations) and branches on the
+// results with signed and 32-bit compares and a bit test.
+func arithProgram(t *testing.T) asm.Instructions {
+	return asmProg(t,
+		roValue(0).WithSymbol("main"),
+		asm.LoadMem(asm.R3, asm.R2, 0, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R3),
+		asm.ArSh.Imm(asm.R4, 1),
+		asm.Mov.Reg32(asm.R5, asm.R3),
+		asm.ArSh.Imm32(asm.R5, 4),
+		asm.Mov.Reg(asm.R6, asm.R3),
+		asm.Div.Imm(asm.R6, 3),
+		asm.Mov.Reg(asm.R7, asm.R3),
+		asm.Mod.Imm(asm.R7, 7),
+		asm.Mov.Reg(asm.R8, asm.R3),
+		asm.Neg.Imm(asm.R8, 0),
+		asm.Mov.Reg(asm.R9, asm.R3),
+		asm.HostTo(asm.BE, asm.R9, asm.Half),
+		asm.Mov.Reg(asm.R0, asm.R1),
+		asm.Add.Reg(asm.R0, asm.R4),
+		asm.Xor.Reg(asm.R0, asm.R5),
+		asm.Add.Reg(asm.R0, asm.R6),
+		asm.Xor.Reg(asm.R0, asm.R7),
+		asm.Add.Reg(asm.R0, asm.R8),
+		asm.Xor.Reg(asm.R0, asm.R9),
+		asm.LSh.Imm32(asm.R9, 3),
+		asm.Add.Reg32(asm.R0, asm.R9),
+		asm.JSGT.Imm(asm.R4, 3, "l1"), // equal for the constants 6 and 7
+		asm.Add.Imm(asm.R0, 100),
+		label("l1"),
+		asm.JSLT.Imm32(asm.R3, 0, "l2"),
+		asm.Add.Imm(asm.R0, 1000),
+		label("l2"),
+		asm.JSet.Imm(asm.R3, 4, "l3"),
+		asm.Add.Imm(asm.R0, 7),
+		label("l3"),
+		asm.Return(),
+	)
+}
+
+func TestFoldArithmetic(t *testing.T) {
+	insns := arithProgram(t)
+	for _, c := range []uint32{0, 4, 6, 7, 0x1234, 0x7fffffff, 0x80000005, 0xfffffff0, 0xffffffff} {
+		ro := testData(c, 0, 0)
+		out, st, err := Fold(insns, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range []uint64{0, 1, 1 << 33, ^uint64(0)} {
+			want, err := interpret(insns, ro, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := interpret(out, ro, in)
+			if err != nil || got != want {
+				t.Fatalf("constant %#x, r1 %#x: folded gives %#x (%v), the program %#x\n%v", c, in, got, err, want, out)
+			}
+		}
+		if st.Branches != 3 {
+			t.Errorf("constant %#x: %d branches settled, want 3", c, st.Branches)
 		}
 	}
 }
