@@ -65,7 +65,7 @@ func TestDirectJobExactCounts(t *testing.T) {
 			if res["totals_exact"] != "true" || res["ingress_packets"] != strconv.Itoa(want.Frames) || res["egress_packets"] != "0" {
 				t.Errorf("result %v: want exact ingress-only totals", res)
 			}
-			if n, _ := s.config.Exists(context.Background(), "TELEGEN_JOB|j1").Result(); n != 0 {
+			if !s.keyGone("j1", time.Second) {
 				t.Error("CONFIG_DB key of a finished job was not deleted")
 			}
 			s.assertClean()
@@ -314,7 +314,7 @@ func TestInvalidFields(t *testing.T) {
 		if !strings.HasPrefix(rec["reason"], c.wantPrefix) {
 			t.Errorf("%s: reason %q, want prefix %q", c.id, rec["reason"], c.wantPrefix)
 		}
-		if n, _ := s.config.Exists(context.Background(), "TELEGEN_JOB|"+c.id).Result(); n != 0 {
+		if !s.keyGone(c.id, time.Second) {
 			t.Errorf("%s: failed job's key not deleted", c.id)
 		}
 	}

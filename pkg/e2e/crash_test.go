@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -88,7 +87,7 @@ func TestKill9Orphans(t *testing.T) {
 			if rec := s.waitStatus("lost", "failed", 2*time.Second); rec["reason"] != "daemon_restart" {
 				t.Errorf("lost: reason %q, want daemon_restart", rec["reason"])
 			}
-			if n, _ := s.config.Exists(context.Background(), "TELEGEN_JOB|lost").Result(); n != 0 {
+			if !s.keyGone("lost", time.Second) {
 				t.Error("key of the job ended at restart was not deleted")
 			}
 			s.assertClean()

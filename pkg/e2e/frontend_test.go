@@ -317,7 +317,7 @@ func TestFrontendREST(t *testing.T) {
 		t.Fatalf("DELETE: %d %s", st, body)
 	}
 	s.assertClean()
-	if n, _ := s.config.Exists(context.Background(), "TELEGEN_JOB|"+id).Result(); n != 0 {
+	if !s.keyGone(id, time.Second) {
 		t.Error("DELETE left the key")
 	}
 	st, body, _ = httpDo(hc, "GET", jobs+"/"+id+"/results?format=json", "")

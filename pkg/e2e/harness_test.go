@@ -247,6 +247,26 @@ func (s *vswitch) waitStatus(id, want string, within time.Duration) map[string]s
 	}
 }
 
+// keyGone waits until the job's CONFIG_DB key is gone and says whether it went. telegend
+// deletes the key of an ended job after it writes the terminal status (so that a reader who
+// sees the key gone finds the verdict): a reader of the status may still see the key for a
+// moment.
+func (s *vswitch) keyGone(id string, within time.Duration) bool {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		n, err := s.config.Exists(context.Background(), "TELEGEN_JOB|"+id).Result()
+		must(s.t, err)
+		if n == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitField waits until a field of the job's record equals want.
 func (s *vswitch) waitField(id, field, want string, within time.Duration) {
 	s.t.Helper()
