@@ -3,12 +3,15 @@
 package datapath
 
 import (
+	"log/slog"
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/telegen-sonic/telegen-sonic/pkg/datapath/internal/constfold"
+	"github.com/telegen-sonic/telegen-sonic/pkg/internal/testenv"
 )
 
 // TestFoldAgrees holds each job's program with its constants folded in (as every job is
@@ -82,5 +85,41 @@ func TestFoldRemovesConfigTests(t *testing.T) {
 				t.Errorf("folded to %d of %d instructions", st.After, st.Before)
 			}
 		})
+	}
+}
+
+// TestFoldRefusalLoadsAsCompiled: a program the folding cannot handle (here one that starts
+// with a long jump, which it refuses) is loaded as compiled, and the job runs and counts.
+func TestFoldRefusalLoadsAsCompiled(t *testing.T) {
+	testenv.RequireRoot(t)
+	spec, err := loadTelegen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range spec.Programs {
+		first := ps.Instructions[0]
+		gotol := asm.Instruction{OpCode: asm.OpCode(asm.Jump32Class).SetJumpOp(asm.Ja)}.WithMetadata(first.Metadata)
+		ps.Instructions = append(asm.Instructions{gotol, first.WithMetadata(asm.Metadata{}).WithSource(first.Source())}, ps.Instructions[1:]...)
+	}
+	var logged strings.Builder
+	m := &Manager{spec: spec, log: slog.New(slog.NewTextHandler(&logged, nil))}
+	job := Job{ID: "t", Interface: "test", Ingress: true}
+	if err := job.validate(); err != nil {
+		t.Fatal(err)
+	}
+	set := job.settings()
+	coll, err := m.load(job, set, ModeClsact)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer coll.Close()
+	if !strings.Contains(logged.String(), "constants not folded") {
+		t.Errorf("no warning logged: %q", logged.String())
+	}
+	p := &progUnderTest{t: t, prog: coll.Programs[progName(ModeClsact, HookIngress)],
+		run: &Run{m: m, set: set, maps: mapsOf(coll.Maps)}}
+	p.send(benchFrames[0].frame.build())
+	if st := p.stats(); st.Packets != 1 {
+		t.Errorf("counted %+v, want one frame", st)
 	}
 }

@@ -258,12 +258,14 @@ func (m *Manager) load(job Job, set settings, mode string) (_ *ebpf.Collection, 
 			name := progName(mode, h)
 			if ro != nil {
 				ps := specs[i].Programs[name]
-				insns, _, err := constfold.Fold(ps.Instructions, ro)
-				if err != nil {
-					errs[i] = fmt.Errorf("fold constants into %s: %w", name, err)
-					return
+				if insns, _, err := constfold.Fold(ps.Instructions, ro); err == nil {
+					ps.Instructions = insns
+				} else {
+					// An optimization, never a reason to refuse a job: the program as
+					// compiled measures the same, a little slower.
+					m.log.Warn("constants not folded into the program; loading it as compiled",
+						"job", job.ID, "program", name, "err", err)
 				}
-				ps.Instructions = insns
 			}
 			c, err := ebpf.NewCollectionWithOptions(specs[i], ebpf.CollectionOptions{MapReplacements: coll.Maps})
 			if err != nil {
