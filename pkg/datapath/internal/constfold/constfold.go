@@ -121,7 +121,7 @@ func newROData(ro map[string][]byte) *roData {
 	return d
 }
 
-// scratch is memory a Fold's rounds share: each round's program is smaller than the last.
+// scratch is memory a Fold's rounds share, so that later rounds reuse the first's.
 type scratch struct {
 	states       []regs
 	in           []*regs
@@ -609,13 +609,13 @@ var swapped = map[asm.JumpOp]asm.JumpOp{
 	asm.JSGT: asm.JSLT, asm.JSGE: asm.JSLE, asm.JSLT: asm.JSGT, asm.JSLE: asm.JSGE,
 }
 
-func nop() asm.Instruction {
-	return asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.Ja)}
-}
+// opJa is the unconditional jump with a 16-bit offset; with offset 0 it is a nop, which the
+// verifier removes.
+var opJa = asm.OpCode(asm.JumpClass).SetJumpOp(asm.Ja)
 
-func isNop(ins asm.Instruction) bool {
-	return ins.OpCode == asm.OpCode(asm.JumpClass).SetJumpOp(asm.Ja) && ins.Offset == 0
-}
+func nop() asm.Instruction { return asm.Instruction{OpCode: opJa} }
+
+func isNop(ins asm.Instruction) bool { return ins.OpCode == opJa && ins.Offset == 0 }
 
 // replace puts ins in place of instruction i, keeping its symbol, source line and BTF
 // metadata but no map reference.
@@ -668,7 +668,7 @@ func (p *program) rewrite() (loads, branches int) {
 		case isJump(ins) && op.JumpOp() != asm.Ja:
 			if taken, ok := p.decide(ins, r); ok {
 				if taken {
-					p.replace(i, asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.Ja), Offset: ins.Offset})
+					p.replace(i, asm.Instruction{OpCode: opJa, Offset: ins.Offset})
 				} else {
 					p.replace(i, nop())
 				}
