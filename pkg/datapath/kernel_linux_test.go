@@ -69,7 +69,6 @@ func TestKernelLoadFolded(t *testing.T) {
 			if ve := (*ebpf.VerifierError)(nil); errors.As(err, &ve) {
 				t.Logf("verifier log, last lines:\n%s", strings.Join(ve.Log[max(0, len(ve.Log)-40):], "\n"))
 			}
-
 			continue
 		}
 		for _, pn := range slices.Sorted(maps.Keys(coll.Programs)) {
