@@ -7,7 +7,10 @@
 # "telegen_extra_ns=N tcpdump_extra_ns=N ratio=R". Needs root, tcpreplay and tcpdump.
 #
 # usage: scripts/bench-e2e.sh
-# environment: BENCH_E2E_PACKETS (2000000) frames per phase, BENCH_E2E_ROUNDS (15) rounds
+# environment: BENCH_E2E_PACKETS (2000000) frames per phase, BENCH_E2E_ROUNDS (15) rounds,
+# BENCH_E2E_STATS_ROUNDS (5) rounds of the program run-time phases (kernel BPF statistics on:
+# what the programs themselves cost per frame in this traffic, to tell their share from the
+# hook's; each figure includes the statistics' own clock reads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/BENCHMARKS.md
@@ -49,6 +52,8 @@ rounds=$(grep -E '^bench-e2e round ' "$log" | sed 's/^bench-e2e //')
 detail=$(grep -m1 '^bench-e2e detail: ' "$log" | sed 's/^bench-e2e detail: //')
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
 empty=$(grep -o 'empty_extra_ns=[^ ]*' "$log" | tail -1 | cut -d= -f2)
+prog=$(grep -m1 '^bench-e2e program ns/frame' "$log" | sed 's/^bench-e2e //')
+pfield() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$prog"; }
 verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met") }')
 {
 	echo
@@ -61,6 +66,7 @@ verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met
 	echo "| telegen job extra CPU | $(field telegen_extra_ns) ns/packet | |"
 	echo "| tcpdump -w /dev/null extra CPU | $(field tcpdump_extra_ns) ns/packet | |"
 	echo "| empty program on the same hooks, extra CPU (for reference) | ${empty:-?} ns/packet | |"
+	echo "| run time of the ingress program per frame, by bpf_stats (separate phases): job / job at 1-in-100 / empty program | $(pfield telegen) / $(pfield telegen-1in100) / $(pfield empty) ns | |"
 	echo "| ratio telegen/tcpdump | $(field ratio) | ≤ 0.25 ($verdict) |"
 	echo
 	echo "Raw: \`$detail\`"
