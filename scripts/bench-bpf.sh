@@ -22,6 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/BENCHMARKS.md
+# shellcheck source=scripts/bench-record.sh
+. scripts/bench-record.sh
 
 if [ -n "${PEER:-}" ]; then
 	obj=${PEER%%:*}
@@ -47,8 +49,7 @@ fi
 {
 	echo
 	echo "## eBPF program cost (make bench-bpf)"
-	echo "- machine: $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
-	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+	bench_machine
 	echo "- what: ns per frame under BPF_PROG_TEST_RUN: the wall time of each call over its repeat count (the kernel's own average is rounded down to whole ns, up to 7 % off at the floor: it is shown beside, with its ratios), one program instance per job as telegend loads it; variants are described in scripts/bench-bpf.sh${PEER:+; peer: \`$PEER\`}"
 	echo "- targets: full ≤ 3.0× floor, unsampled and filtered ≤ 1.5× floor"
 	echo

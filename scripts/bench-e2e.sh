@@ -29,13 +29,11 @@ for t in tcpreplay tcpdump nsenter; do
 	}
 done
 
+# shellcheck source=scripts/bench-record.sh
+. scripts/bench-record.sh
+
 machine() {
-	local commit="none (not a git checkout)"
-	if git rev-parse --git-dir >/dev/null 2>&1; then
-		commit=$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)')
-	fi
-	echo "- machine: $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
-	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
+	bench_machine
 	echo "- datapath object: pkg/datapath/telegen_bpfel.o sha256 $(sha256sum pkg/datapath/telegen_bpfel.o | cut -c1-12)"
 }
 

@@ -8,10 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/BENCHMARKS.md
 
-machine() {
-	echo "- machine: $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
-	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
-}
+# shellcheck source=scripts/bench-record.sh
+. scripts/bench-record.sh
 
 case ${1:-} in
 control)
@@ -20,7 +18,7 @@ control)
 	{
 		echo
 		echo "## Control plane (make bench-control)"
-		machine
+		bench_machine
 		echo "- what: 200 sequential jobs (span_method direct) per attach mode; latency from HSET of TELEGEN_JOB to STATE_DB status running, seen by keyspace notification; telegend built without -race"
 		echo
 		echo "| attach mode | hset→running p50 | p99 (target ≤ 50 ms) | max | RSS at start | RSS idle after 200 jobs (target ≤ 30 MiB) |"
@@ -43,7 +41,7 @@ rest)
 	{
 		echo
 		echo "## REST shim (make bench-rest)"
-		machine
+		bench_machine
 		echo "- what: telegen-rest on loopback TCP in front of a real telegend (built without -race) and redis-server; POST→201 includes telegend loading and attaching the program (TCX here); GET throughput with 8 concurrent Go clients"
 		echo
 		echo "| figure | value |"
@@ -62,7 +60,7 @@ otlp)
 	{
 		echo
 		echo "## OTLP export cycle (make bench-otlp)"
-		machine
+		bench_machine
 		echo "- what: one full export of two jobs with 1024 flows each (about 4,100 points) through the OTel SDK and otlpmetrichttp (gzip) to an in-process OTLP sink; BenchmarkCollect is telegen's metric producer alone"
 		echo
 		echo '```'
