@@ -50,6 +50,7 @@ rounds=$(grep -E '^bench-e2e round ' "$log" | sed 's/^bench-e2e //')
 detail=$(grep -m1 '^bench-e2e detail: ' "$log" | sed 's/^bench-e2e detail: //')
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
 empty=$(grep -o 'empty_extra_ns=[^ ]*' "$log" | tail -1 | cut -d= -f2)
+s100=$(grep -o 'sampled100_extra_ns=[^ ]* sampled100_ratio=[^ ]*' "$log" | tail -1)
 prog=$(grep -m1 '^bench-e2e program ns/frame' "$log" | sed 's/^bench-e2e //')
 pfield() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$prog"; }
 verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met") }')
@@ -57,13 +58,14 @@ verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met
 	echo
 	echo "## Data plane CPU per packet (make bench-e2e)"
 	machine
-	echo "- what: a full job (direction both; ip_proto, l4 port and dscp filters matching every frame; sample_rate 1; result_detail flows) against \`tcpdump -i Ethernet16 -w /dev/null\`, on tcpreplay --topspeed traffic (trafgen mix flows: TCP/UDP, IPv4/IPv6, 1024 flows) into a veth port; telegend with its production intervals (live stats every 1 s) and info logs; CPU = cgroup of sender + telegend + redis-server + tcpdump, plus ksoftirqd; extra = ns/packet less the same round's idle baseline, median over rounds; the empty-program row is a do-nothing program on the same TCX hooks, measured in the same rounds"
+	echo "- what: a full job (direction both; ip_proto, l4 port and dscp filters matching every frame; sample_rate 1; result_detail flows) against \`tcpdump -i Ethernet16 -w /dev/null\`, on tcpreplay --topspeed traffic (trafgen mix flows: TCP/UDP, IPv4/IPv6, 1024 flows) into a veth port; telegend with its production intervals (live stats every 1 s) and info logs; CPU = cgroup of sender + telegend + redis-server + tcpdump, plus ksoftirqd; extra = ns/packet less the same round's idle baseline, median over rounds; the empty-program and sample_rate 100 rows are measured in the same rounds (the first a do-nothing program on the same TCX hooks); the target is the full job's"
 	echo
 	echo "| figure | value | target |"
 	echo "|---|---|---|"
 	echo "| telegen job extra CPU | $(field telegen_extra_ns) ns/packet | |"
 	echo "| tcpdump -w /dev/null extra CPU | $(field tcpdump_extra_ns) ns/packet | |"
 	echo "| empty program on the same hooks, extra CPU (for reference) | ${empty:-?} ns/packet | |"
+	echo "| the same job at sample_rate 100 (DESIGN's default), extra CPU and ratio to tcpdump (for reference) | $(sed -n 's/.*sampled100_extra_ns=\([^ ]*\).*/\1/p' <<<"$s100") ns/packet, $(sed -n 's/.*sampled100_ratio=\([^ ]*\).*/\1/p' <<<"$s100") | |"
 	echo "| run time of the ingress program per frame, by bpf_stats (separate phases): job / job at 1-in-100 / empty program | $(pfield telegen) / $(pfield telegen-1in100) / $(pfield empty) ns | |"
 	echo "| ratio telegen/tcpdump | $(field ratio) | ≤ 0.25 ($verdict) |"
 	echo
