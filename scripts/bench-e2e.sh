@@ -51,6 +51,7 @@ detail=$(grep -m1 '^bench-e2e detail: ' "$log" | sed 's/^bench-e2e detail: //')
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
 empty=$(grep -o 'empty_extra_ns=[^ ]*' "$log" | tail -1 | cut -d= -f2)
 s100=$(grep -o 'sampled100_extra_ns=[^ ]* sampled100_ratio=[^ ]*' "$log" | tail -1)
+sfield() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$s100"; }
 prog=$(grep -m1 '^bench-e2e program ns/frame' "$log" | sed 's/^bench-e2e //')
 pfield() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$prog"; }
 verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met") }')
@@ -65,7 +66,7 @@ verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met
 	echo "| telegen job extra CPU | $(field telegen_extra_ns) ns/packet | |"
 	echo "| tcpdump -w /dev/null extra CPU | $(field tcpdump_extra_ns) ns/packet | |"
 	echo "| empty program on the same hooks, extra CPU (for reference) | ${empty:-?} ns/packet | |"
-	echo "| the same job at sample_rate 100 (DESIGN's default), extra CPU and ratio to tcpdump (for reference) | $(sed -n 's/.*sampled100_extra_ns=\([^ ]*\).*/\1/p' <<<"$s100") ns/packet, $(sed -n 's/.*sampled100_ratio=\([^ ]*\).*/\1/p' <<<"$s100") | |"
+	echo "| the same job at sample_rate 100 (DESIGN's default), extra CPU and ratio to tcpdump (for reference) | $(sfield sampled100_extra_ns) ns/packet, $(sfield sampled100_ratio) | |"
 	echo "| run time of the ingress program per frame, by bpf_stats (separate phases): job / job at 1-in-100 / empty program | $(pfield telegen) / $(pfield telegen-1in100) / $(pfield empty) ns | |"
 	echo "| ratio telegen/tcpdump | $(field ratio) | ≤ 0.25 ($verdict) |"
 	echo
