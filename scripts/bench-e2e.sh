@@ -50,8 +50,8 @@ rounds=$(grep -E '^bench-e2e round ' "$log" | sed 's/^bench-e2e //')
 detail=$(grep -m1 '^bench-e2e detail: ' "$log" | sed 's/^bench-e2e detail: //')
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
 empty=$(grep -o 'empty_extra_ns=[^ ]*' "$log" | tail -1 | cut -d= -f2)
-s100=$(grep -o 'sampled100_extra_ns=[^ ]* sampled100_ratio=[^ ]*' "$log" | tail -1)
-sfield() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$s100"; }
+rate100=$(grep -o 'telegen_1in100_extra_ns=[^ ]* telegen_1in100_ratio=[^ ]*' "$log" | tail -1)
+rfield() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$rate100"; }
 prog=$(grep -m1 '^bench-e2e program ns/frame' "$log" | sed 's/^bench-e2e //')
 pfield() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$prog"; }
 verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met") }')
@@ -66,7 +66,7 @@ verdict=$(awk -v r="$(field ratio)" 'BEGIN { print (r <= 0.25 ? "met" : "NOT met
 	echo "| telegen job extra CPU | $(field telegen_extra_ns) ns/packet | |"
 	echo "| tcpdump -w /dev/null extra CPU | $(field tcpdump_extra_ns) ns/packet | |"
 	echo "| empty program on the same hooks, extra CPU (for reference) | ${empty:-?} ns/packet | |"
-	echo "| the same job at sample_rate 100 (DESIGN's default), extra CPU and ratio to tcpdump (for reference) | $(sfield sampled100_extra_ns) ns/packet, $(sfield sampled100_ratio) | |"
+	echo "| the same job at sample_rate 100 (DESIGN's default), extra CPU and ratio to tcpdump (for reference) | $(rfield telegen_1in100_extra_ns) ns/packet, $(rfield telegen_1in100_ratio) | |"
 	echo "| run time of the ingress program per frame, by bpf_stats (separate phases): job / job at 1-in-100 / empty program | $(pfield telegen) / $(pfield telegen-1in100) / $(pfield empty) ns | |"
 	echo "| ratio telegen/tcpdump | $(field ratio) | ≤ 0.25 ($verdict) |"
 	echo

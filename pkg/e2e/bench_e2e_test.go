@@ -54,8 +54,8 @@ import (
 //
 // Then, with the kernel's BPF run-time statistics on (programCosts), a few more rounds read
 // what the ingress program itself takes per frame in this traffic: the job's, the same job at
-// 1-in-100, and the empty program's. The CPU figures cannot be split that finely (their noise
-// is ±10 ns a round); these can, to about a nanosecond, which is what tells the hook's share
+// 1-in-100, and the empty program's. The CPU figures cannot be split that finely (a round's
+// figure swings by tens of ns); these can, to about a nanosecond, which is what tells the hook's share
 // of a job's cost from the program's, and parsing and counting from the sampled analysis.
 func BenchmarkDataPlaneCPU(b *testing.B) {
 	testenv.RequireTool(b, "tcpdump")
@@ -127,7 +127,7 @@ func BenchmarkDataPlaneCPU(b *testing.B) {
 		fmt.Printf("bench-e2e program ns/frame (bpf_stats): telegen=%.1f telegen-1in100=%.1f empty=%.1f\n",
 			prog["telegen"], prog["telegen-1in100"], prog["empty"])
 		fmt.Printf("bench-e2e empty_extra_ns=%.0f\n", emX)
-		fmt.Printf("bench-e2e sampled100_extra_ns=%.0f sampled100_ratio=%.3f\n", tg100X, tg100X/tdX)
+		fmt.Printf("bench-e2e telegen_1in100_extra_ns=%.0f telegen_1in100_ratio=%.3f\n", tg100X, tg100X/tdX)
 		fmt.Printf("bench-e2e telegen_extra_ns=%.0f tcpdump_extra_ns=%.0f ratio=%.3f\n", tgX, tdX, ratio)
 	}
 }
@@ -183,7 +183,7 @@ func (p *phases) measure(mode string, round int) phaseResult {
 		id := fmt.Sprintf("bench-%d", round)
 		job := fullJob()
 		if mode == "telegen-1in100" {
-			id = fmt.Sprintf("bench-unsampled-%d", round)
+			id = fmt.Sprintf("bench-1in100-%d", round)
 			job[slices.Index(job, "sample_rate")+1] = "100"
 		}
 		p.s.putJob(id, job...)
